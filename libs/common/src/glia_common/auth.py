@@ -1,0 +1,143 @@
+"""JWT verification -> Principal. One implementation for every HTTP service.
+
+HS256 is accepted only with GLIA_JWT_SECRET; RS256/ES256 only with keys from
+GLIA_JWT_JWKS_URL. The algorithm a token claims picks the key source, and the
+verification then allows exactly that algorithm, so neither ``alg: none`` nor
+HS/RS confusion (an HMAC signed with a public key) can pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import jwt
+from jwt import PyJWK, PyJWKSet
+
+from glia_common.settings import Settings
+
+HMAC_ALGORITHMS = frozenset({"HS256"})
+ASYMMETRIC_ALGORITHMS = frozenset({"RS256", "ES256"})
+MAX_SUBJECT_LENGTH = 128
+LEEWAY_S = 30
+
+
+class AuthError(Exception):
+    """The request is not authenticated; the message is safe to show the client."""
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    user_id: str
+    claims: dict[str, Any]
+
+
+class JwksCache:
+    """Keys from a JWKS URL, fetched lazily, cached, refreshed on an unknown ``kid``
+    at most once per ``min_refresh_s`` so bad tokens cannot hammer the provider."""
+
+    def __init__(self, url: str, ttl_s: float, min_refresh_s: float = 10.0) -> None:
+        self._url = url
+        self._ttl_s = ttl_s
+        self._min_refresh_s = min_refresh_s
+        self._keys: dict[str, PyJWK] = {}
+        self._fetched_at = float("-inf")
+        self._lock = asyncio.Lock()
+
+    async def _refresh(self) -> None:
+        async with httpx.AsyncClient(timeout=5.0) as client:
+            response = await client.get(self._url)
+            response.raise_for_status()
+            jwk_set = PyJWKSet.from_dict(response.json())
+        self._keys = {k.key_id or "": k for k in jwk_set.keys}
+        self._fetched_at = time.monotonic()
+
+    async def get(self, kid: str | None) -> PyJWK:
+        key_id = kid or ""
+        age = time.monotonic() - self._fetched_at
+        if age > self._ttl_s or (key_id not in self._keys and age > self._min_refresh_s):
+            async with self._lock:
+                age = time.monotonic() - self._fetched_at
+                if age > self._ttl_s or (key_id not in self._keys and age > self._min_refresh_s):
+                    try:
+                        await self._refresh()
+                    except (httpx.HTTPError, ValueError, jwt.PyJWTError) as exc:
+                        if not self._keys:
+                            raise AuthError("signing keys are unavailable") from exc
+        if key_id in self._keys:
+            return self._keys[key_id]
+        if kid is None and len(self._keys) == 1:
+            return next(iter(self._keys.values()))
+        raise AuthError("unknown signing key")
+
+
+class TokenVerifier:
+    def __init__(self, settings: Settings) -> None:
+        self._secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
+        self._audience = settings.jwt_audience
+        self._issuer = settings.jwt_issuer
+        self._jwks = (
+            JwksCache(settings.jwt_jwks_url, settings.jwt_jwks_cache_s)
+            if settings.jwt_jwks_url
+            else None
+        )
+
+    async def verify(self, token: str) -> Principal:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise AuthError("malformed token") from exc
+        alg = header.get("alg")
+        key: Any
+        if alg in HMAC_ALGORITHMS and self._secret:
+            key = self._secret
+        elif alg in ASYMMETRIC_ALGORITHMS and self._jwks is not None:
+            kid = header.get("kid")
+            jwk = await self._jwks.get(kid if isinstance(kid, str) else None)
+            # A key of the wrong type for ``alg`` fails verification below.
+            key = jwk.key
+        else:
+            raise AuthError("token algorithm not accepted")
+
+        options: dict[str, Any] = {"require": ["exp", "sub", "aud"]}
+        if self._issuer:
+            options["require"].append("iss")
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key=key,
+                algorithms=[str(alg)],
+                audience=self._audience,
+                issuer=self._issuer,
+                leeway=LEEWAY_S,
+                options=options,
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise AuthError("token expired") from exc
+        except jwt.PyJWTError as exc:
+            raise AuthError("invalid token") from exc
+        sub = claims.get("sub")
+        if not isinstance(sub, str) or not 1 <= len(sub) <= MAX_SUBJECT_LENGTH:
+            raise AuthError("invalid subject")
+        return Principal(user_id=sub, claims=claims)
+
+
+def mint_token(settings: Settings, subject: str, ttl_s: int = 3600) -> str:
+    """A signed development token (HS256 with GLIA_JWT_SECRET)."""
+    if not settings.jwt_secret:
+        raise ValueError("GLIA_JWT_SECRET is not set")
+    if not 1 <= len(subject) <= MAX_SUBJECT_LENGTH:
+        raise ValueError(f"the subject must be 1 to {MAX_SUBJECT_LENGTH} characters")
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "sub": subject,
+        "aud": settings.jwt_audience,
+        "iat": now,
+        "exp": now + ttl_s,
+    }
+    if settings.jwt_issuer:
+        claims["iss"] = settings.jwt_issuer
+    return jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm="HS256")

@@ -1,0 +1,27 @@
+"""glia-token SUB [--ttl SECONDS]: print a signed development token for user SUB."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from glia_common.auth import mint_token
+from glia_common.settings import get_settings
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="glia-token", description=__doc__)
+    parser.add_argument("sub", help="the user id (JWT subject), 1 to 128 characters")
+    parser.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
+    args = parser.parse_args(argv)
+    if args.ttl <= 0:
+        parser.error("--ttl must be positive")
+    try:
+        print(mint_token(get_settings(), args.sub, args.ttl))
+    except ValueError as exc:
+        print(f"glia-token: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import func, select, update
+
+from glia_common.models import Message
+from glia_common.repositories.base import Repository
+
+
+class MessageRepository(Repository):
+    async def add(
+        self,
+        *,
+        conversation_id: uuid.UUID,
+        user_id: str,
+        role: str,
+        content: str,
+        status: str,
+    ) -> Message:
+        message = Message(
+            id=uuid.uuid4(),
+            conversation_id=conversation_id,
+            user_id=user_id,
+            role=role,
+            content=content,
+            status=status,
+        )
+        self.session.add(message)
+        await self.session.flush()
+        return message
+
+    async def get(self, message_id: uuid.UUID) -> Message | None:
+        return await self.session.get(Message, message_id)
+
+    async def for_conversation(self, conversation_id: uuid.UUID) -> list[Message]:
+        stmt = select(Message).where(Message.conversation_id == conversation_id).order_by(Message.seq)
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def latest_complete(self, conversation_id: uuid.UUID, limit: int) -> list[Message]:
+        """The last ``limit`` complete messages, oldest first."""
+        stmt = (
+            select(Message)
+            .where(Message.conversation_id == conversation_id, Message.status == "complete")
+            .order_by(Message.seq.desc())
+            .limit(limit)
+        )
+        rows = list((await self.session.execute(stmt)).scalars())
+        rows.reverse()
+        return rows
+
+    async def checkpoint(self, message_id: uuid.UUID, content: str) -> None:
+        """Save streamed text so far; also the heartbeat that keeps a live turn from being swept."""
+        await self.session.execute(
+            update(Message)
+            .where(Message.id == message_id, Message.status == "streaming")
+            .values(content=content, updated_at=func.clock_timestamp())
+        )
+
+    async def finish(self, message_id: uuid.UUID, content: str, status: str) -> bool:
+        """Settle a streaming message; False when it was already settled (by the sweeper)."""
+        result = await self.session.execute(
+            update(Message)
+            .where(Message.id == message_id, Message.status == "streaming")
+            .values(content=content, status=status, updated_at=func.clock_timestamp())
+            .returning(Message.id)
+        )
+        return result.first() is not None

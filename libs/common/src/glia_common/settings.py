@@ -1,0 +1,77 @@
+"""Every setting of every service: one class, read from GLIA_* environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="GLIA_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    database_url: str = "postgresql://glia_app:glia_app@127.0.0.1:5432/glia"
+    database_admin_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
+    database_pool_size: int = Field(default=10, ge=1)
+    database_max_overflow: int = Field(default=10, ge=0)
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+
+    http_host: str = "127.0.0.1"
+    # None means "the service's own default port" (8000, 8001, 8002).
+    http_port: int | None = Field(default=None, ge=1, le=65535)
+
+    jwt_secret: SecretStr | None = None
+    jwt_jwks_url: str | None = None
+    jwt_audience: str = "glia"
+    jwt_issuer: str | None = None
+    jwt_jwks_cache_s: float = Field(default=300.0, gt=0)
+
+    llm_base_url: str = "https://api.openai.com/v1"
+    llm_api_key: SecretStr | None = None
+    chat_model: str = "gpt-4o-mini"
+    extraction_model: str = "gpt-4o-mini"
+    llm_timeout_s: float = Field(default=30.0, gt=0)
+    llm_max_retries: int = Field(default=1, ge=0, le=3)
+    # How many of the latest messages the chat model sees.
+    chat_history_messages: int = Field(default=40, ge=1)
+
+    log_level: str = "INFO"
+    log_format: Literal["auto", "json", "console"] = "auto"
+
+    # Outbox relay (chat-api).
+    outbox_poll_interval_s: float = Field(default=1.0, gt=0)
+    outbox_batch_size: int = Field(default=100, ge=1, le=1000)
+    # A turn whose stream has not checkpointed for this long is abandoned (marked incomplete).
+    turn_stale_after_s: float = Field(default=120.0, gt=0)
+
+    @property
+    def llm_configured(self) -> bool:
+        return self.llm_api_key is not None and bool(self.llm_api_key.get_secret_value())
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
+
+
+def async_database_url(url: str) -> str:
+    """The SQLAlchemy asyncpg URL for a plain ``postgresql://`` URL."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.split("+", 1)[0]
+    if scheme not in ("postgresql", "postgres"):
+        raise ValueError(f"not a PostgreSQL URL: {parts.scheme}://...")
+    return urlunsplit(parts._replace(scheme="postgresql+asyncpg"))
+
+
+def with_database(url: str, database: str) -> str:
+    """The same server and credentials, another database."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + database))

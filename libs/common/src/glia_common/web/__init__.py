@@ -1,0 +1,1 @@
+"""What both HTTP services share: problem details, request ids, auth, health."""

@@ -1,0 +1,46 @@
+"""The bearer-token dependency both HTTP services use."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import structlog
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from glia_common.auth import AuthError, Principal, TokenVerifier
+from glia_common.web.problems import ProblemError
+
+_bearer = HTTPBearer(auto_error=False, description="A JWT whose `sub` is the user id.")
+
+
+def _unauthorized(detail: str) -> ProblemError:
+    return ProblemError(
+        401,
+        detail,
+        code="unauthorized",
+        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+    )
+
+
+async def current_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise ProblemError(
+            401,
+            "a bearer token is required",
+            code="unauthorized",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    verifier: TokenVerifier = request.app.state.token_verifier
+    try:
+        principal = await verifier.verify(credentials.credentials)
+    except AuthError as exc:
+        raise _unauthorized(str(exc)) from exc
+    structlog.contextvars.bind_contextvars(user_id=principal.user_id)
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

@@ -1,0 +1,45 @@
+"""Annotated dependency aliases for the chat API's routes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from glia_chat_api.streaming.runner import TurnRunner
+from glia_common.db import user_transaction
+from glia_common.settings import Settings
+from glia_common.web.security import CurrentPrincipal
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
+    sm: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    return sm
+
+
+def _runner(request: Request) -> TurnRunner:
+    runner: TurnRunner = request.app.state.turn_runner
+    return runner
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+SessionMakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(_sessionmaker)]
+RunnerDep = Annotated[TurnRunner, Depends(_runner)]
+
+
+async def _user_session(
+    principal: CurrentPrincipal, sessionmaker: SessionMakerDep
+) -> AsyncIterator[AsyncSession]:
+    # One transaction per request, committed before the response is sent.
+    async with user_transaction(sessionmaker, principal.user_id) as session:
+        yield session
+
+
+UserSession = Annotated[AsyncSession, Depends(_user_session, scope="function")]

@@ -1,0 +1,90 @@
+"""Streaming chat completions from any OpenAI-compatible endpoint."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from openai import AsyncOpenAI
+from opentelemetry import trace
+
+from glia_chat_api.llm.base import ChatChunk, ChatError, ChatTurnMessage
+from glia_common.llm import classify_llm_error
+
+tracer = trace.get_tracer("glia.chat.llm")
+
+_ERRORS = {
+    "auth": ("llm_auth", "the language model rejected our credentials", False),
+    "quota": ("llm_rate_limited", "the language model is rate limited; try again shortly", True),
+    "timeout": ("llm_timeout", "the language model did not answer in time", True),
+    "network": ("llm_unavailable", "the language model could not be reached", True),
+    "schema": ("llm_bad_response", "the language model sent a malformed response", True),
+    "provider_error": ("llm_error", "the language model failed", True),
+}
+SYSTEM_PROMPT = "You are Glia, a helpful assistant. Answer clearly and concisely."
+
+
+def chat_error(exc: BaseException) -> ChatError:
+    failure_class = classify_llm_error(exc)
+    code, message, retryable = _ERRORS[failure_class]
+    return ChatError(code, message, retryable=retryable, failure_class=failure_class)
+
+
+class OpenAIChat:
+    def __init__(self, client: AsyncOpenAI, model: str, provider: str) -> None:
+        self._client = client
+        self.model = model
+        self.provider = provider
+
+    async def stream(self, history: list[ChatTurnMessage]) -> AsyncIterator[ChatChunk]:
+        messages: list[Any] = [{"role": "system", "content": SYSTEM_PROMPT}]
+        messages += [{"role": m.role, "content": m.content} for m in history]
+        with tracer.start_as_current_span(
+            f"chat {self.model}",
+            kind=trace.SpanKind.CLIENT,
+            attributes={
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": self.provider,
+                "gen_ai.request.model": self.model,
+            },
+        ) as span:
+            finish: str | None = None
+            usage: dict[str, Any] | None = None
+            try:
+                stream = await self._client.chat.completions.create(
+                    model=self.model,
+                    messages=messages,
+                    stream=True,
+                    stream_options={"include_usage": True},
+                )
+                async with stream:
+                    async for chunk in stream:
+                        if chunk.usage is not None:
+                            usage = chunk.usage.model_dump(exclude_none=True)
+                        for choice in chunk.choices:
+                            if choice.delta and choice.delta.content:
+                                yield ChatChunk(text=choice.delta.content)
+                            if choice.finish_reason:
+                                finish = choice.finish_reason
+            except ChatError:
+                raise
+            except Exception as exc:
+                error = chat_error(exc)
+                span.set_attribute("error.type", error.failure_class)
+                span.set_status(trace.Status(trace.StatusCode.ERROR, error.failure_class))
+                raise error from exc
+            if finish is None:
+                error = ChatError(
+                    "llm_bad_response",
+                    "the language model ended its stream without finishing",
+                    retryable=True,
+                    failure_class="provider_error",
+                )
+                span.set_attribute("error.type", error.failure_class)
+                raise error
+            reason = "length" if finish == "length" else "stop"
+            span.set_attribute("gen_ai.response.finish_reasons", [finish])
+            if usage:
+                span.set_attribute("gen_ai.usage.input_tokens", int(usage.get("prompt_tokens", 0)))
+                span.set_attribute("gen_ai.usage.output_tokens", int(usage.get("completion_tokens", 0)))
+            yield ChatChunk(finish_reason=reason, usage=usage)

@@ -1,0 +1,114 @@
+"""glia-chat-api: the app factory, its lifespan, and the process entry point."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import uvicorn
+from fastapi import FastAPI
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from sqlalchemy import text
+
+from glia_chat_api.api import conversations, messages
+from glia_chat_api.llm import ChatModel, LocalResponder, OpenAIChat
+from glia_chat_api.outbox.relay import OutboxRelay
+from glia_chat_api.streaming.runner import TurnRunner
+from glia_common.auth import TokenVerifier
+from glia_common.db import create_engine, create_sessionmaker
+from glia_common.llm import build_openai_client, provider_name
+from glia_common.messaging import build_broker
+from glia_common.settings import Settings, get_settings
+from glia_common.telemetry import configure_telemetry, get_logger, shutdown_telemetry
+from glia_common.web.health import health_router
+from glia_common.web.problems import install_problem_handlers
+from glia_common.web.request_id import RequestIdMiddleware
+
+SERVICE_NAME = "glia-chat-api"
+DEFAULT_PORT = 8000
+# Open streams get this long to finish on shutdown before they are cut (and settled).
+DRAIN_TIMEOUT_S = 25.0
+
+log = get_logger(__name__)
+
+
+def build_chat_model(settings: Settings) -> ChatModel:
+    if not settings.llm_configured:
+        return LocalResponder()
+    return OpenAIChat(
+        build_openai_client(settings), settings.chat_model, provider_name(settings.llm_base_url)
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_telemetry(SERVICE_NAME, settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings)
+        sessionmaker = create_sessionmaker(engine)
+        broker = build_broker(settings, logger=None)
+        relay = OutboxRelay(
+            sessionmaker,
+            broker,
+            batch_size=settings.outbox_batch_size,
+            poll_interval_s=settings.outbox_poll_interval_s,
+            turn_stale_after_s=settings.turn_stale_after_s,
+        )
+        model = build_chat_model(settings)
+        app.state.settings = settings
+        app.state.engine = engine
+        app.state.sessionmaker = sessionmaker
+        app.state.broker = broker
+        app.state.relay = relay
+        app.state.token_verifier = TokenVerifier(settings)
+        app.state.turn_runner = TurnRunner(sessionmaker, model, on_settled=relay.wake)
+        relay.start()
+        log.info("chat_api.started", llm=model.provider, model=model.model)
+        try:
+            yield
+        finally:
+            await app.state.turn_runner.drain(DRAIN_TIMEOUT_S)
+            await relay.stop()
+            await engine.dispose()
+            shutdown_telemetry()
+
+    app = FastAPI(
+        title="Glia chat API",
+        version="0.1.0",
+        description="Authenticated conversations with an assistant, streamed over "
+        "Server-Sent Events.",
+        lifespan=lifespan,
+    )
+    install_problem_handlers(app)
+
+    async def database_ready() -> bool:
+        async with app.state.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        return True
+
+    async def broker_ready() -> bool:
+        return bool(await app.state.broker.ping(timeout=1.0))
+
+    app.include_router(health_router(lambda: {"database": database_ready, "broker": broker_ready}))
+    app.include_router(conversations.router)
+    app.include_router(messages.router)
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+def run() -> None:
+    settings = get_settings()
+    uvicorn.run(
+        create_app(settings),
+        host=settings.http_host,
+        port=settings.http_port or DEFAULT_PORT,
+        log_config=None,
+        timeout_graceful_shutdown=int(DRAIN_TIMEOUT_S) + 5,
+    )
+
+
+if __name__ == "__main__":
+    run()

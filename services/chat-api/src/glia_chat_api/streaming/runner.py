@@ -1,0 +1,252 @@
+"""Runs turns: the model stream is driven by a task of its own, apart from the HTTP
+response, so a client that disconnects, or a server that shuts down, still leaves the
+assistant message settled (incomplete, with the text so far) and extraction requested.
+
+No database session is held while the model is awaited: one short transaction per
+checkpoint and one to settle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi.sse import ServerSentEvent
+from opentelemetry import propagate
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from glia_chat_api.llm import ChatError, ChatModel
+from glia_chat_api.streaming.sse import DoneData, ErrorData, EventSequence, StartData
+from glia_chat_api.turns import NewTurn, RecordedTurn, TurnOutcome, settle_turn
+from glia_common.db import user_transaction
+from glia_common.repositories import MessageRepository
+from glia_common.telemetry import get_logger
+
+log = get_logger(__name__)
+
+CHECKPOINT_INTERVAL_S = 2.0
+INCOMPLETE = ErrorData(code="incomplete", message="the stream was interrupted", retryable=True)
+
+
+@dataclass(frozen=True, slots=True)
+class _Delta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class _End:
+    outcome: TurnOutcome
+    stored: bool
+
+
+class TurnRunner:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        model: ChatModel,
+        on_settled: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._model = model
+        self._on_settled = on_settled
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def active(self) -> int:
+        return len(self._tasks)
+
+    async def stream(self, turn: NewTurn) -> AsyncIterator[ServerSentEvent]:
+        events = EventSequence()
+        yield events.start(
+            StartData(
+                conversation_id=turn.conversation_id,
+                user_message_id=turn.user_message_id,
+                assistant_message_id=turn.assistant_message_id,
+                request_id=turn.request_id,
+                trace_id=turn.trace_id,
+            )
+        )
+        queue: asyncio.Queue[_Delta | _End] = asyncio.Queue()
+        task = asyncio.create_task(self._drive(turn, queue), name=f"turn-{turn.turn_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        try:
+            while True:
+                item = await queue.get()
+                if isinstance(item, _Delta):
+                    yield events.delta(item.text)
+                    continue
+                outcome = item.outcome
+                if not item.stored:
+                    yield events.error(
+                        ErrorData(
+                            code="storage_unavailable",
+                            message="the reply could not be saved",
+                            retryable=True,
+                        )
+                    )
+                elif outcome.status == "complete":
+                    yield events.done(
+                        DoneData(
+                            assistant_message_id=turn.assistant_message_id,
+                            finish_reason="length" if outcome.finish_reason == "length" else "stop",
+                            usage=outcome.usage,
+                        )
+                    )
+                else:
+                    yield events.error(
+                        ErrorData(
+                            code=outcome.error_code or "internal_error",
+                            message=outcome.error_message or "the reply failed",
+                            retryable=bool(outcome.error_retryable),
+                        )
+                    )
+                return
+        finally:
+            # The client went away (or the server is stopping): stop the model; the
+            # driver settles the message as incomplete.
+            if not task.done():
+                task.cancel()
+
+    async def _drive(self, turn: NewTurn, out: asyncio.Queue[_Delta | _End]) -> None:
+        parts: list[str] = []
+        outcome: TurnOutcome | None = None
+        last_checkpoint = time.monotonic()
+        try:
+            async with aclosing(self._model.stream(turn.history)) as chunks:
+                async for chunk in chunks:
+                    if chunk.text:
+                        parts.append(chunk.text)
+                        out.put_nowait(_Delta(chunk.text))
+                    if chunk.finish_reason is not None:
+                        outcome = TurnOutcome(
+                            status="complete",
+                            content="".join(parts),
+                            finish_reason=chunk.finish_reason,
+                            usage=chunk.usage,
+                        )
+                    if time.monotonic() - last_checkpoint >= CHECKPOINT_INTERVAL_S:
+                        await self._checkpoint(turn, "".join(parts))
+                        last_checkpoint = time.monotonic()
+            if outcome is None:
+                raise ChatError(
+                    "llm_bad_response",
+                    "the language model ended without finishing",
+                    retryable=True,
+                    failure_class="provider_error",
+                )
+        except ChatError as exc:
+            log.warning("turn.llm_failed", failure_class=exc.failure_class, code=exc.code,
+                        conversation_id=str(turn.conversation_id))
+            outcome = TurnOutcome(
+                status="failed",
+                content="".join(parts),
+                error_code=exc.code,
+                error_message=exc.message,
+                error_retryable=exc.retryable,
+            )
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+            outcome = TurnOutcome(
+                status="incomplete",
+                content="".join(parts),
+                error_code=INCOMPLETE.code,
+                error_message=INCOMPLETE.message,
+                error_retryable=INCOMPLETE.retryable,
+            )
+            log.info("turn.client_gone", conversation_id=str(turn.conversation_id),
+                     chars=len(outcome.content))
+        except Exception:
+            log.exception("turn.failed", conversation_id=str(turn.conversation_id))
+            outcome = TurnOutcome(
+                status="failed",
+                content="".join(parts),
+                error_code="internal_error",
+                error_message="the reply failed",
+                error_retryable=True,
+            )
+        # Shielded: a second cancellation must not lose the final state.
+        stored = await asyncio.shield(self._settle(turn, outcome))
+        out.put_nowait(_End(outcome, stored))
+
+    async def _checkpoint(self, turn: NewTurn, text: str) -> None:
+        try:
+            async with user_transaction(self._sessionmaker, turn.user_id) as session:
+                await MessageRepository.from_session(session).checkpoint(
+                    turn.assistant_message_id, text
+                )
+        except Exception as exc:  # a missed checkpoint only costs durability of partial text
+            log.warning("turn.checkpoint_failed", error=type(exc).__name__)
+
+    async def _settle(self, turn: NewTurn, outcome: TurnOutcome) -> bool:
+        headers: dict[str, str] = {}
+        propagate.inject(headers)
+        for attempt in range(3):
+            try:
+                async with user_transaction(self._sessionmaker, turn.user_id) as session:
+                    await settle_turn(session, turn, outcome, headers)
+            except Exception as exc:
+                log.warning("turn.settle_failed", attempt=attempt + 1, error=type(exc).__name__,
+                            conversation_id=str(turn.conversation_id))
+                await asyncio.sleep(0.2 * (attempt + 1))
+                continue
+            self._on_settled()
+            return True
+        return False
+
+    async def drain(self, timeout_s: float) -> None:
+        """On shutdown: let running turns finish, then cut the rest short (settled incomplete)."""
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(set(self._tasks), timeout=timeout_s)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=5.0)
+
+
+def replay(recorded: RecordedTurn) -> list[ServerSentEvent]:
+    """The recorded outcome of an earlier request, as a stream of the same form."""
+    turn, assistant = recorded.turn, recorded.assistant
+    events = EventSequence()
+    out = [
+        events.start(
+            StartData(
+                conversation_id=turn.conversation_id,
+                user_message_id=turn.user_message_id,
+                assistant_message_id=turn.assistant_message_id,
+                request_id=turn.request_id,
+                trace_id=turn.trace_id,
+            )
+        )
+    ]
+    if assistant.content:
+        out.append(events.delta(assistant.content))
+    if assistant.status == "complete":
+        usage: dict[str, Any] | None = turn.usage
+        out.append(
+            events.done(
+                DoneData(
+                    assistant_message_id=turn.assistant_message_id,
+                    finish_reason="length" if turn.finish_reason == "length" else "stop",
+                    usage=usage,
+                )
+            )
+        )
+    else:
+        out.append(
+            events.error(
+                ErrorData(
+                    code=turn.error_code or INCOMPLETE.code,
+                    message=turn.error_message or INCOMPLETE.message,
+                    retryable=turn.error_retryable if turn.error_retryable is not None else True,
+                )
+            )
+        )
+    return out

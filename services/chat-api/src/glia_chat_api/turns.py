@@ -1,0 +1,158 @@
+"""A turn's transactions: begin (before the stream) and settle (after it).
+
+Stateless functions that take the session first; the caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from glia_chat_api.llm import ChatTurnMessage
+from glia_common.models import Message, Turn
+from glia_common.repositories import (
+    ConversationRepository,
+    MessageRepository,
+    OutboxRepository,
+    TurnRepository,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+
+
+class ConversationNotFound(Exception):
+    pass
+
+
+class TurnInProgress(Exception):
+    """The Idempotency-Key belongs to a turn that is still streaming."""
+
+
+class IdempotencyKeyReused(Exception):
+    """The Idempotency-Key was used before with a different request."""
+
+
+@dataclass(frozen=True, slots=True)
+class NewTurn:
+    user_id: str
+    conversation_id: uuid.UUID
+    turn_id: uuid.UUID
+    user_message_id: uuid.UUID
+    assistant_message_id: uuid.UUID
+    request_id: str
+    trace_id: str
+    history: list[ChatTurnMessage]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedTurn:
+    """The settled outcome of an earlier request with the same Idempotency-Key."""
+
+    turn: Turn
+    assistant: Message
+
+
+def request_hash(conversation_id: uuid.UUID, content: str) -> str:
+    return hashlib.sha256(f"{conversation_id}\n{content}".encode()).hexdigest()
+
+
+async def begin_turn(
+    session: AsyncSession,
+    *,
+    user_id: str,
+    conversation_id: uuid.UUID,
+    content: str,
+    idempotency_key: str | None,
+    request_id: str,
+    trace_id: str,
+    history_limit: int,
+) -> NewTurn | RecordedTurn:
+    """Commit the user message and an empty streaming assistant message, or find the
+    recorded turn of a repeated request."""
+    turns = TurnRepository.from_session(session)
+    messages = MessageRepository.from_session(session)
+    fingerprint = request_hash(conversation_id, content)
+
+    if idempotency_key is not None:
+        earlier = await turns.by_idempotency_key(idempotency_key)
+        if earlier is not None:
+            if earlier.request_hash != fingerprint:
+                raise IdempotencyKeyReused
+            assistant = await messages.get(earlier.assistant_message_id)
+            if assistant is None or assistant.status == "streaming":
+                raise TurnInProgress
+            return RecordedTurn(turn=earlier, assistant=assistant)
+
+    conversations = ConversationRepository.from_session(session)
+    if await conversations.get(conversation_id) is None:
+        raise ConversationNotFound
+    user_message = await messages.add(
+        conversation_id=conversation_id, user_id=user_id, role="user", content=content, status="complete"
+    )
+    assistant = await messages.add(
+        conversation_id=conversation_id, user_id=user_id, role="assistant", content="", status="streaming"
+    )
+    turn = await turns.add(
+        Turn(
+            id=uuid.uuid4(),
+            conversation_id=conversation_id,
+            user_id=user_id,
+            user_message_id=user_message.id,
+            assistant_message_id=assistant.id,
+            idempotency_key=idempotency_key,
+            request_hash=fingerprint,
+            request_id=request_id,
+            trace_id=trace_id,
+        )
+    )
+    await conversations.touch(conversation_id)
+    history = await messages.latest_complete(conversation_id, history_limit)
+    return NewTurn(
+        user_id=user_id,
+        conversation_id=conversation_id,
+        turn_id=turn.id,
+        user_message_id=user_message.id,
+        assistant_message_id=assistant.id,
+        request_id=request_id,
+        trace_id=trace_id,
+        history=[ChatTurnMessage(role=m.role, content=m.content) for m in history],  # type: ignore[arg-type]
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TurnOutcome:
+    status: str  # complete | failed | incomplete
+    content: str
+    finish_reason: str | None = None
+    usage: dict[str, Any] | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    error_retryable: bool | None = None
+
+
+async def settle_turn(
+    session: AsyncSession, turn: NewTurn, outcome: TurnOutcome, trace_headers: dict[str, str]
+) -> bool:
+    """Store the assistant message's final state and, in the same transaction, request
+    extraction through the outbox. False when the turn had already been settled."""
+    if not await MessageRepository.from_session(session).finish(
+        turn.assistant_message_id, outcome.content, outcome.status
+    ):
+        return False
+    await TurnRepository.from_session(session).finish(
+        turn.turn_id,
+        finish_reason=outcome.finish_reason,
+        usage=outcome.usage,
+        error_code=outcome.error_code,
+        error_message=outcome.error_message,
+        error_retryable=outcome.error_retryable,
+    )
+    await ConversationRepository.from_session(session).touch(turn.conversation_id)
+    await OutboxRepository.from_session(session).add_extraction_request(
+        conversation_id=turn.conversation_id,
+        user_id=turn.user_id,
+        request_id=turn.request_id,
+        headers=trace_headers,
+    )
+    return True
