@@ -1,0 +1,1 @@
+"""A small client for driving Glia over HTTP in tests, as a real client would."""

@@ -39,8 +39,15 @@ class JwksCache:
     """Keys from a JWKS URL, fetched lazily, cached, refreshed on an unknown ``kid``
     at most once per ``min_refresh_s`` so bad tokens cannot hammer the provider."""
 
-    def __init__(self, url: str, ttl_s: float, min_refresh_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        ttl_s: float,
+        min_refresh_s: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self._url = url
+        self._transport = transport
         self._ttl_s = ttl_s
         self._min_refresh_s = min_refresh_s
         self._keys: dict[str, PyJWK] = {}
@@ -48,7 +55,7 @@ class JwksCache:
         self._lock = asyncio.Lock()
 
     async def _refresh(self) -> None:
-        async with httpx.AsyncClient(timeout=5.0) as client:
+        async with httpx.AsyncClient(timeout=5.0, transport=self._transport) as client:
             response = await client.get(self._url)
             response.raise_for_status()
             jwk_set = PyJWKSet.from_dict(response.json())
@@ -75,12 +82,14 @@ class JwksCache:
 
 
 class TokenVerifier:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, jwks_transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
         self._secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
         self._audience = settings.jwt_audience
         self._issuer = settings.jwt_issuer
         self._jwks = (
-            JwksCache(settings.jwt_jwks_url, settings.jwt_jwks_cache_s)
+            JwksCache(settings.jwt_jwks_url, settings.jwt_jwks_cache_s, transport=jwks_transport)
             if settings.jwt_jwks_url
             else None
         )
@@ -97,7 +106,8 @@ class TokenVerifier:
         elif alg in ASYMMETRIC_ALGORITHMS and self._jwks is not None:
             kid = header.get("kid")
             jwk = await self._jwks.get(kid if isinstance(kid, str) else None)
-            # A key of the wrong type for ``alg`` fails verification below.
+            if jwk.algorithm_name != alg:
+                raise AuthError("the signing key does not match the token algorithm")
             key = jwk.key
         else:
             raise AuthError("token algorithm not accepted")
@@ -117,7 +127,7 @@ class TokenVerifier:
             )
         except jwt.ExpiredSignatureError as exc:
             raise AuthError("token expired") from exc
-        except jwt.PyJWTError as exc:
+        except (jwt.PyJWTError, TypeError, ValueError) as exc:
             raise AuthError("invalid token") from exc
         sub = claims.get("sub")
         if not isinstance(sub, str) or not 1 <= len(sub) <= MAX_SUBJECT_LENGTH:
