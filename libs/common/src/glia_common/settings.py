@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     # How many of the latest messages the chat model sees.
     chat_history_messages: int = Field(default=40, ge=1)
 
+    # Extraction worker.
+    extractor_prefetch: int = Field(default=16, ge=1, le=1000)
+    reconcile_interval_s: float = Field(default=30.0, gt=0)
+    # A conversation must be quiet this long before the reconciler re-requests extraction.
+    reconcile_grace_s: float = Field(default=30.0, gt=0)
+
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
 

@@ -43,6 +43,8 @@ class Conversation(Base):
     complete_message_count: Mapped[int] = mapped_column(
         Integer, nullable=False, server_default="0"
     )
+    # When the reconciler last re-requested extraction (it waits before asking again).
+    extraction_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
         CheckConstraint("char_length(title) <= 200", name="title_length"),

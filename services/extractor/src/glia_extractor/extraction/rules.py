@@ -9,6 +9,11 @@ Output: ``[]`` for no messages, otherwise one ``summary`` card followed by the r
 (task, decision, question, fact) in message order, deduplicated by kind + normalized
 title. The rules are English; other languages yield only the summary.
 
+The summary is extractive: its title is the first sentence (of at least three words when
+there is one) of the first user message with text, else of the first assistant message,
+else "Conversation summary"; its body is that sentence plus the message counts and the
+counts of the cards found; its sources are all the message ids.
+
 Text inside fenced code blocks (```` ``` ```` / ``~~~``) and Markdown table rows is never
 turned into cards. Each non-code line is a unit of its own (chat messages use line breaks
 as separators) and is split into sentences at ``.``, ``!``, ``?`` or ``…`` followed by
@@ -108,9 +113,10 @@ _CHECKBOX = re.compile(r"\[([ xX])\]\s*")
 _RULE_LINE = re.compile(r"(?:[-*_=]\s*){3,}")
 # Sentence ends: ., !, ? or … (optionally followed by closing quotes/brackets), then
 # whitespace. Fixed-width lookbehinds, so each position is examined a constant time.
-_SENTENCE_BREAK = re.compile(
-    r"(?:(?<=[.!?…])|(?<=[.!?…][\"'”’»)\]])|(?<=[.!?…][\"'”’»)\]][\"'”’»)\]]))\s+"
-)
+_CLOSERS = "\"'\u201d\u2019\u00bb)]"  # closing quotes and brackets after a sentence end
+_END = "[.!?\u2026]"
+_CLOSE = "[\"'\u201d\u2019\u00bb)\\]]"
+_SENTENCE_BREAK = re.compile(f"(?:(?<={_END})|(?<={_END}{_CLOSE})|(?<={_END}{_CLOSE}{_CLOSE}))\\s+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,11 +186,10 @@ def _sentences(text: str) -> Iterator[_Sentence]:
 # --- the rules -------------------------------------------------------------------------
 
 _I = re.IGNORECASE
-_QUESTION_END = re.compile(r"\?[\"'”’»)\]]*$")
 _DECISION = re.compile(
     r"\b(?:we (?:have )?decided|decided to|let's go with|let us go with"
     r"|we will go with|we'll go with|agreed|we will use|we'll use)\b"
-    r"|^decision\b\s*[:\-–—]",
+    "|^decision\\b\\s*[:\\-\u2013\u2014]",
     _I,
 )
 _TASK = re.compile(
@@ -221,18 +226,18 @@ _HEDGE = re.compile(
     r"\b(?:i think|i guess|maybe|perhaps|probably|might|not sure|i feel|i wonder|if)\b", _I
 )
 _TITLE_PREFIX = re.compile(
-    r"^(?:(?:todo|to-do|action items?|decision|fact|note)\b\s*[:\-–—]?\s*)+", _I
+    "^(?:(?:todo|to-do|action items?|decision|fact|note)\\b\\s*[:\\-\u2013\u2014]?\\s*)+", _I
 )
-_TRAILING_PUNCT = " .,;:!…-–—"
+_TRAILING_PUNCT = " .,;:!\u2026-\u2013\u2014"
 
 
 def _matchable(sentence: str) -> str:
     """The sentence as the rules see it: typographic apostrophes made plain."""
-    return sentence.replace("’", "'").replace("‘", "'")
+    return sentence.replace("\u2019", "'").replace("\u2018", "'")
 
 
 def _is_question(text: str) -> bool:
-    return _QUESTION_END.search(text) is not None and len(text.split()) >= 2
+    return text.rstrip(_CLOSERS).endswith("?") and len(text.split()) >= 2
 
 
 def _is_task(text: str, role: str) -> bool:
@@ -251,7 +256,7 @@ def _fact_strength(text: str, role: str) -> int:
         return 0
     if sum(1 for w in words if any(ch.isalpha() for ch in w)) < 2:
         return 0
-    if text.endswith("?"):
+    if text.rstrip(_CLOSERS).endswith("?"):
         return 0
     if _FACT_KEYWORD.search(text) is not None:
         return 2
@@ -293,9 +298,16 @@ class _Found:
 
 
 def _first_sentence(text: str) -> str:
+    """The first sentence of at least three words (greetings like "Hi!" say little),
+    else the first sentence, else the first line with any letter or digit."""
+    fallback = ""
     for sentence in _sentences(text):
         if _has_alnum(sentence.text):
-            return sentence.text
+            if len(sentence.text.split()) >= 3:
+                return sentence.text
+            fallback = fallback or sentence.text
+    if fallback:
+        return fallback
     for line in text.splitlines():
         cleaned = _clean_line(line)
         if _has_alnum(cleaned):
@@ -408,9 +420,7 @@ def extract_cards(messages: Sequence[SourceMessage]) -> list[CardDraft]:
             taken[card.kind] = taken.get(card.kind, 0) + 1
             kept.append(card)
     facts = [f for f in found if f.kind == "fact" and f.strength == 2][:MAX_FACTS]
-    facts += [f for f in found if f.kind == "fact" and f.strength == 1][
-        : MAX_FACTS - len(facts)
-    ]
+    facts += [f for f in found if f.kind == "fact" and f.strength == 1][: MAX_FACTS - len(facts)]
     chosen = {id(card) for card in [*kept, *facts]}
     ordered = [card for card in found if id(card) in chosen]
 

@@ -1,0 +1,122 @@
+"""The consumer of glia.extraction, and its acknowledgement policy.
+
+- Success, duplicate, or a conversation that no longer exists: ack, after the commit.
+- Malformed message: reject at once (dead-lettered to glia.extraction.dlq), with a log line.
+- Database or broker trouble: retried here with backoff, holding the message, so a
+  short outage does not burn deliveries; past that, requeued.
+- Anything else (a bug, poison data): requeued; the quorum queue's delivery limit
+  dead-letters it after DELIVERY_LIMIT attempts, and the queue keeps flowing.
+LLM failures never get here: they end in the rule-based fallback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import structlog
+from faststream import AckPolicy
+from faststream.rabbit import RabbitBroker
+from faststream.rabbit.annotations import RabbitMessage
+from faststream.rabbit.schemas import Channel
+from opentelemetry import propagate, trace
+from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from glia_common.contracts import ExtractionRequested
+from glia_common.messaging import DELIVERY_LIMIT, EXCHANGE, EXTRACTION_QUEUE
+from glia_common.telemetry import get_logger
+from glia_extractor import metrics
+from glia_extractor.extraction.service import ExtractionJob, ExtractionService, Outcome
+
+log = get_logger(__name__)
+
+# How long one delivery keeps retrying through database trouble before requeueing.
+TRANSIENT_RETRY_BUDGET_S = 60.0
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, OperationalError | InterfaceError | ConnectionError | OSError | TimeoutError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+def trace_id_of(headers: dict[str, Any]) -> str | None:
+    ctx = trace.get_current_span(propagate.extract(headers)).get_span_context()
+    if ctx.is_valid:
+        return format(ctx.trace_id, "032x")
+    current = trace.get_current_span().get_span_context()
+    return format(current.trace_id, "032x") if current.is_valid else None
+
+
+def delivery_count(headers: dict[str, Any]) -> int:
+    value = headers.get("x-delivery-count", 0)
+    return int(value) if isinstance(value, int | str) and str(value).isdigit() else 0
+
+
+def register(broker: RabbitBroker, service: ExtractionService, *, prefetch: int) -> None:
+    @broker.subscriber(
+        EXTRACTION_QUEUE,
+        EXCHANGE,
+        ack_policy=AckPolicy.MANUAL,
+        channel=Channel(prefetch_count=prefetch),
+        title="glia.extraction",
+        description="Extraction requests written by chat turns (through the outbox).",
+    )
+    async def on_extraction_requested(msg: RabbitMessage) -> None:
+        headers = dict(msg.headers or {})
+        try:
+            request = ExtractionRequested.model_validate_json(msg.body)
+        except ValidationError as exc:
+            log.error("extraction.malformed_message", error=str(exc)[:300], message_id=msg.message_id)
+            metrics.DEAD_LETTERED.labels("malformed").inc()
+            await msg.reject(requeue=False)
+            return
+        replay = bool(headers.get("x-glia-replay"))
+        job = ExtractionJob(request=request, trace_id=trace_id_of(headers), replay=replay)
+        with structlog.contextvars.bound_contextvars(
+            conversation_id=str(request.conversation_id),
+            user_id=request.user_id,
+            request_id=request.request_id,
+        ):
+            await _process(msg, service, job, headers)
+
+
+async def _process(
+    msg: RabbitMessage, service: ExtractionService, job: ExtractionJob, headers: dict[str, Any]
+) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + TRANSIENT_RETRY_BUDGET_S
+    attempt = 0
+    metrics.IN_FLIGHT.inc()
+    try:
+        while True:
+            try:
+                outcome = await service.run(job)
+                break
+            except Exception as exc:
+                if is_transient(exc) and loop.time() < deadline:
+                    attempt += 1
+                    log.warning("extraction.transient_error", error=type(exc).__name__, attempt=attempt)
+                    await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
+                    continue
+                reason = "transient" if is_transient(exc) else "error"
+                log.exception("extraction.failed", reason=reason)
+                if delivery_count(headers) + 1 >= DELIVERY_LIMIT:
+                    metrics.DEAD_LETTERED.labels("delivery_limit").inc()
+                metrics.REDELIVERIES.labels(reason).inc()
+                await msg.nack(requeue=True)
+                return
+    finally:
+        metrics.IN_FLIGHT.dec()
+
+    if outcome is Outcome.BUSY:
+        metrics.REDELIVERIES.labels("busy").inc()
+        await msg.nack(requeue=True)
+        return
+    if outcome is Outcome.DUPLICATE:
+        metrics.DUPLICATES.inc()
+        log.info("extraction.duplicate_skipped")
+    elif outcome in (Outcome.NO_CONVERSATION, Outcome.NO_MESSAGES):
+        log.info("extraction.nothing_to_do", outcome=outcome.value)
+    await msg.ack()

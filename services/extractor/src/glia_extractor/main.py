@@ -1,0 +1,130 @@
+"""glia-extractor: the extraction worker, with /healthz, /readyz and /metrics on its port."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import uvicorn
+from fastapi import FastAPI, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from glia_common.db import create_engine, create_sessionmaker
+from glia_common.llm import build_openai_client, provider_name
+from glia_common.messaging import build_broker, declare_topology
+from glia_common.settings import Settings, get_settings
+from glia_common.telemetry import configure_telemetry, get_logger, shutdown_telemetry
+from glia_common.web.health import health_router
+from glia_common.web.request_id import RequestIdMiddleware
+from glia_extractor.extraction.llm import LlmExtractor
+from glia_extractor.extraction.service import ExtractionService
+from glia_extractor.handlers.extraction import register
+from glia_extractor.reconciler import Reconciler
+
+SERVICE_NAME = "glia-extractor"
+DEFAULT_PORT = 8002
+
+log = get_logger(__name__)
+
+
+def build_llm(settings: Settings) -> LlmExtractor | None:
+    if not settings.llm_configured:
+        return None
+    return LlmExtractor(
+        build_openai_client(settings), settings.extraction_model, provider_name(settings.llm_base_url)
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_telemetry(SERVICE_NAME, settings)
+    # A run may wait on the LLM (with its retries) before it can finish: in-flight runs
+    # get that long on shutdown, and waiting for a conversation's lock gets twice that.
+    run_budget_s = settings.llm_timeout_s * (settings.llm_max_retries + 1) + 10
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings, pool_size=settings.extractor_prefetch + 2)
+        sessionmaker = create_sessionmaker(engine)
+        broker = build_broker(settings, graceful_timeout=run_budget_s, logger=None)
+        service = ExtractionService(engine, build_llm(settings), lock_timeout_s=2 * run_budget_s)
+        register(broker, service, prefetch=settings.extractor_prefetch)
+        reconciler = Reconciler(
+            sessionmaker,
+            broker,
+            interval_s=settings.reconcile_interval_s,
+            grace_s=settings.reconcile_grace_s,
+        )
+        app.state.engine = engine
+        app.state.broker = broker
+        app.state.service = service
+
+        async def start_consuming() -> None:
+            delay = 0.5
+            while True:
+                try:
+                    await broker.connect()
+                    await declare_topology(broker)
+                    await broker.start()
+                    log.info("extractor.consuming", provider=service.provider, model=service.model)
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.warning("extractor.broker_unavailable", error=type(exc).__name__)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)
+
+        tasks = [
+            asyncio.create_task(start_consuming(), name="extractor-start"),
+            asyncio.create_task(reconciler.run_forever(), name="extractor-reconciler"),
+        ]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            with contextlib.suppress(Exception):
+                await broker.stop()
+            await engine.dispose()
+            shutdown_telemetry()
+
+    app = FastAPI(title="Glia extractor", version="0.1.0", lifespan=lifespan)
+
+    async def database_ready() -> bool:
+        async with app.state.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        return True
+
+    async def broker_ready() -> bool:
+        return bool(await app.state.broker.ping(timeout=1.0))
+
+    app.include_router(health_router(lambda: {"database": database_ready, "broker": broker_ready}))
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics_endpoint() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+def run() -> None:
+    settings = get_settings()
+    uvicorn.run(
+        create_app(settings),
+        host=settings.http_host,
+        port=settings.http_port or DEFAULT_PORT,
+        log_config=None,
+        timeout_graceful_shutdown=int(settings.llm_timeout_s) + 15,
+    )
+
+
+if __name__ == "__main__":
+    run()
