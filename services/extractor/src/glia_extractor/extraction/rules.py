@@ -78,8 +78,9 @@ ELLIPSIS = "…"
 
 # --- text cleaning -------------------------------------------------------------------
 
-# Control characters (Cc), line/paragraph separators and lone surrogates: never stored.
-# Tab and newline are turned into spaces by whitespace collapsing instead.
+# Control characters (Cc, NUL included: PostgreSQL text cannot store it) and lone
+# surrogates (not encodable as UTF-8) become spaces; tab, newline, carriage return and the
+# Unicode line separators are whitespace, collapsed by str.split() anyway.
 _UNSAFE_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
