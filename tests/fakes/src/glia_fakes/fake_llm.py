@@ -22,7 +22,6 @@ import re
 import signal
 import socket
 import struct
-import sys
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
@@ -384,7 +383,7 @@ class FakeLLM:
             if v is not None
         }
         _check_config(given)
-        kinds: tuple[Kind, ...] = KINDS if target == "all" else (cast(Kind, target),)
+        kinds: tuple[Kind, ...] = KINDS if target == "all" else (target,)
         shared = _Fault(mode, count) if mode is not None else None
         for kind in kinds:
             state = self._targets[kind]
@@ -451,7 +450,9 @@ class FakeLLM:
                 fields["extraction_reply"] = UNSET
             self.configure(**fields)
         except ValueError as exc:  # json.JSONDecodeError is a ValueError
-            return web.json_response(_error_body(str(exc), "invalid_request_error", None), status=400)
+            return web.json_response(
+                _error_body(str(exc), "invalid_request_error", None), status=400
+            )
         return web.json_response(self.config())
 
     async def _post_reset(self, request: web.Request) -> web.Response:
@@ -465,7 +466,7 @@ class FakeLLM:
                 _error_body("kind must be chat or extraction", "invalid_request_error", None),
                 status=400,
             )
-        return web.json_response(self.requests(cast(Kind | None, kind)))
+        return web.json_response(self.requests(kind))
 
     # ---- the completions endpoint
 
@@ -480,7 +481,11 @@ class FakeLLM:
 
     async def _hang(self, request: web.BaseRequest, state: _TargetState) -> None:
         """Wait until stop (or ``delay_s`` when set); on stop, drop the connection."""
-        if not await self._wait(state.delay_s or None):
+        await self._sleep(request, state.delay_s or None)
+
+    async def _sleep(self, request: web.BaseRequest, seconds: float | None) -> None:
+        """Sleep, but drop the connection at once if the server stops meanwhile."""
+        if not await self._wait(seconds):
             _abort(request)
             raise _Aborted
 
@@ -491,7 +496,9 @@ class FakeLLM:
         except ValueError:
             body = None
         if not isinstance(body, dict):
-            self._log.append({"kind": "extraction", "model": None, "body": raw.decode(errors="replace")})
+            self._log.append(
+                {"kind": "extraction", "model": None, "body": raw.decode(errors="replace")}
+            )
             return web.json_response(
                 _error_body("the body must be a JSON object", "invalid_request_error", None),
                 status=400,
@@ -503,9 +510,9 @@ class FakeLLM:
         try:
             return await self._answer(request, body, stream, mode, state)
         except _Aborted:
-            # The transport is gone; aiohttp cancels this handler as it notices.
-            await asyncio.sleep(3600)
-            raise
+            # The transport is gone, so nothing of this reaches the client: aiohttp's
+            # write fails with a ConnectionError, which it treats as a client disconnect.
+            return web.Response(status=500)
 
     async def _answer(
         self,
@@ -520,10 +527,9 @@ class FakeLLM:
             return web.json_response(_error_body(message, type_, code), status=status)
         if mode == "hang" or (mode == "hang_mid_stream" and not stream):
             await self._hang(request, state)
+        elif mode == "slow":
+            await self._sleep(request, state.delay_s)
         elif mode == "reset" and not stream:
-            _abort(request)
-            raise _Aborted
-        elif mode == "slow" and not await self._wait(state.delay_s):
             _abort(request)
             raise _Aborted
         if mode == "garbage":
@@ -614,7 +620,9 @@ class FakeLLM:
             for i, piece in enumerate(pieces)
         ]
         events.append(
-            chunk([{"index": 0, "delta": {}, "logprobs": None, "finish_reason": state.finish_reason}])
+            chunk(
+                [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": state.finish_reason}]
+            )
         )
         if include_usage:
             events.append(chunk([], usage=_usage(body, content)))
@@ -633,9 +641,7 @@ class FakeLLM:
                 if i == strike_at and mode == "hang_mid_stream":
                     await self._hang(request, state)
                 if i > 0 and mode == "slow" and state.chunk_delay_s > 0:
-                    if not await self._wait(state.chunk_delay_s):
-                        _abort(request)
-                        raise _Aborted
+                    await self._sleep(request, state.chunk_delay_s)
                 await resp.write(f"data: {json.dumps(event)}\n\n".encode())
             await resp.write(b"data: [DONE]\n\n")
             await resp.write_eof()
@@ -738,7 +744,6 @@ def main(argv: Iterable[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8090, help="0 picks a free port")
     args = parser.parse_args(None if argv is None else list(argv))
     asyncio.run(_serve(args.host, args.port))
-    sys.stdout.flush()
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ closed at once) while the real server and its state stay untouched.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
@@ -121,9 +120,7 @@ class FaultProxy:
             writer.transport.abort()
             return
         try:
-            up_reader, up_writer = await asyncio.open_connection(
-                self.target_host, self.target_port
-            )
+            up_reader, up_writer = await asyncio.open_connection(self.target_host, self.target_port)
         except OSError:
             writer.transport.abort()  # upstream down: the client sees the same
             return

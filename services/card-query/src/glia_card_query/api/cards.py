@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import hashlib
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+
+from glia_card_query.api.schemas import CardKindName, CardOut, CardPage, FreshnessOut
+from glia_card_query.deps import ReadSession
+from glia_common.repositories import CardRepository
+from glia_common.repositories.card_reads import CardReadRepository, StaleCursor
+from glia_common.repositories.cursor import InvalidCursor
+from glia_common.web.problems import PROBLEM_RESPONSES, ProblemError, not_found
+
+router = APIRouter(prefix="/v1/cards", tags=["cards"], responses=PROBLEM_RESPONSES)
+
+NOT_MODIFIED = {304: {"description": "Not modified (If-None-Match matched the ETag)"}}
+
+
+def _etag(*parts: object) -> str:
+    return '"' + hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:32] + '"'
+
+
+def _matches(request: Request, etag: str) -> bool:
+    header = request.headers.get("if-none-match")
+    if not header:
+        return False
+    candidates = {t.strip().removeprefix("W/") for t in header.split(",")}
+    return "*" in candidates or etag in candidates
+
+
+@router.get("", response_model=CardPage, responses=NOT_MODIFIED)
+async def list_cards(
+    request: Request,
+    response: Response,
+    session: ReadSession,
+    conversation_id: uuid.UUID | None = None,
+    kind: CardKindName | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> CardPage | Response:
+    reads = CardReadRepository.from_session(session)
+    freshness = None
+    etag = None
+    try:
+        if conversation_id is not None:
+            fresh = await CardRepository.from_session(session).freshness(conversation_id)
+            if fresh is None:
+                raise not_found("conversation")
+            freshness = FreshnessOut(
+                state=fresh.state,  # type: ignore[arg-type]
+                source_hash=fresh.source_hash,
+                derived_at=fresh.derived_at,  # type: ignore[arg-type]
+            )
+            # The card set and its freshness fully determine the page: answer 304 without
+            # reading a single card.
+            run_id = await reads.current_run(conversation_id)
+            etag = _etag(run_id, freshness.model_dump_json(), kind, limit, cursor)
+            if _matches(request, etag):
+                return Response(status_code=304, headers={"ETag": etag})
+            page = await reads.page_for_conversation(conversation_id, kind, limit, cursor)
+        else:
+            page = await reads.page_for_user(kind, limit, cursor)
+    except InvalidCursor as exc:
+        raise ProblemError(422, str(exc), code="invalid_cursor") from exc
+    except StaleCursor as exc:
+        raise ProblemError(
+            409,
+            "the conversation's cards were replaced since this cursor was issued; "
+            "start again from the first page",
+            code="cursor_stale",
+        ) from exc
+    body = CardPage(
+        items=[CardOut.model_validate(c) for c in page.items],
+        next_cursor=page.next_cursor,
+        extraction=freshness,
+    )
+    if etag is None:
+        etag = _etag(body.model_dump_json())
+        if _matches(request, etag):
+            return Response(status_code=304, headers={"ETag": etag})
+    response.headers["ETag"] = etag
+    response.headers["Cache-Control"] = "private, no-cache"
+    return body
+
+
+@router.get("/{card_id}", response_model=CardOut, responses=NOT_MODIFIED)
+async def get_card(
+    card_id: uuid.UUID, request: Request, response: Response, session: ReadSession
+) -> CardOut | Response:
+    card = await CardReadRepository.from_session(session).get(card_id)
+    if card is None:
+        raise not_found("card")
+    # A card never changes: a replacement creates new cards.
+    etag = f'"{card.id.hex}"'
+    if _matches(request, etag):
+        return Response(status_code=304, headers={"ETag": etag})
+    response.headers["ETag"] = etag
+    response.headers["Cache-Control"] = "private, no-cache"
+    return CardOut.model_validate(card)
