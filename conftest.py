@@ -25,7 +25,6 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 import pytest
-
 from glia_common.auth import mint_token
 from glia_common.settings import Settings, with_database
 
@@ -56,7 +55,9 @@ def _start_containers(request: pytest.FixtureRequest) -> tuple[str, str]:
     from testcontainers.postgres import PostgresContainer  # type: ignore[import-untyped]
     from testcontainers.rabbitmq import RabbitMqContainer  # type: ignore[import-untyped]
 
-    pg = PostgresContainer("postgres:15", username="postgres", password="postgres", dbname="postgres")
+    pg = PostgresContainer(
+        "postgres:15", username="postgres", password="postgres", dbname="postgres"
+    )
     mq = RabbitMqContainer("rabbitmq:3.13")
     pg.start()
     mq.start()

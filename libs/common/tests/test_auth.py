@@ -12,10 +12,9 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from jwt.algorithms import ECAlgorithm, RSAAlgorithm
-
 from glia_common.auth import AuthError, TokenVerifier, mint_token
 from glia_common.settings import Settings
+from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 SECRET = "unit-test-secret-" + "s" * 32
 JWKS_URL = "https://idp.example/.well-known/jwks.json"
@@ -66,7 +65,9 @@ def hs_verifier() -> TokenVerifier:
 
 
 def jwks_verifier(calls: list[int] | None = None, **kw: Any) -> TokenVerifier:
-    return TokenVerifier(settings(jwt_jwks_url=JWKS_URL, **kw), jwks_transport=_jwks_transport(calls))
+    return TokenVerifier(
+        settings(jwt_jwks_url=JWKS_URL, **kw), jwks_transport=_jwks_transport(calls)
+    )
 
 
 async def test_valid_hs256_token() -> None:

@@ -9,7 +9,6 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
-
 from glia_common.cli.migrate import migrate
 from glia_common.settings import Settings
 

@@ -7,11 +7,10 @@ from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy import text
-
 from glia_common.db import create_engine, create_sessionmaker, system_transaction, user_transaction
 from glia_common.models import USER_TABLES
 from glia_common.repositories import ConversationRepository, MessageRepository
+from sqlalchemy import text
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +37,9 @@ async def test_app_role_without_user_scope_sees_no_rows(settings: Any, user: str
         await engine.dispose()
 
 
-async def test_user_scope_is_transaction_local_on_a_reused_connection(settings: Any, user: str) -> None:
+async def test_user_scope_is_transaction_local_on_a_reused_connection(
+    settings: Any, user: str
+) -> None:
     # One pooled connection: every transaction below reuses it.
     engine = create_engine(settings, pool_size=1)
     engine.pool._max_overflow = 0  # type: ignore[attr-defined]
@@ -57,7 +58,9 @@ async def test_user_scope_is_transaction_local_on_a_reused_connection(settings: 
                 await session.execute(text("SELECT current_setting('glia.user_id', true)"))
             ).scalar_one()
             assert setting in (None, "")
-            assert (await session.execute(text("SELECT count(*) FROM conversations"))).scalar_one() == 0
+            assert (
+                await session.execute(text("SELECT count(*) FROM conversations"))
+            ).scalar_one() == 0
         async with user_transaction(sm, alice) as session:
             assert await ConversationRepository.from_session(session).get(alice_conv) is not None
     finally:
@@ -75,7 +78,9 @@ async def test_app_role_cannot_write_rows_for_another_user(settings: Any, user: 
         await engine.dispose()
 
 
-async def test_app_role_owns_nothing_and_cannot_bypass(infra: Any, admin_db: asyncpg.Connection) -> None:
+async def test_app_role_owns_nothing_and_cannot_bypass(
+    infra: Any, admin_db: asyncpg.Connection
+) -> None:
     role = await admin_db.fetchrow(
         "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = 'glia_app'"
     )

@@ -5,7 +5,6 @@ from typing import Any
 
 import httpx
 import pytest
-
 from glia_chat_api.main import create_app
 
 

@@ -8,7 +8,6 @@ from typing import Any
 
 import httpx
 import pytest
-
 from glia_e2e.sse import post_message
 
 pytestmark = pytest.mark.integration
@@ -40,7 +39,9 @@ async def test_create_get_list_delete(chat: httpx.AsyncClient, mint: Any, user: 
 
 async def test_title_may_be_null_or_absent(chat: httpx.AsyncClient, mint: Any, user: str) -> None:
     h = auth(mint, user)
-    assert (await chat.post("/v1/conversations", json={"title": None}, headers=h)).json()["title"] is None
+    assert (await chat.post("/v1/conversations", json={"title": None}, headers=h)).json()[
+        "title"
+    ] is None
     assert (await chat.post("/v1/conversations", json={}, headers=h)).status_code == 201
 
 
@@ -106,7 +107,9 @@ async def test_malformed_json_body_is_422(chat: httpx.AsyncClient, mint: Any, us
     "headers",
     [{}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic dXNlcjpwdw=="}],
 )
-async def test_missing_or_bad_token_is_401(chat: httpx.AsyncClient, headers: dict[str, str]) -> None:
+async def test_missing_or_bad_token_is_401(
+    chat: httpx.AsyncClient, headers: dict[str, str]
+) -> None:
     r = await chat.get("/v1/conversations", headers=headers)
     assert r.status_code == 401
     assert r.headers["www-authenticate"].startswith("Bearer")
@@ -140,7 +143,9 @@ async def test_missing_conversation_is_404(chat: httpx.AsyncClient, mint: Any, u
     assert r.json()["code"] == "not_found"
 
 
-async def test_request_id_is_echoed_when_sane_and_generated_otherwise(chat: httpx.AsyncClient) -> None:
+async def test_request_id_is_echoed_when_sane_and_generated_otherwise(
+    chat: httpx.AsyncClient,
+) -> None:
     r = await chat.get("/healthz", headers={"X-Request-ID": "abc-123"})
     assert r.headers["x-request-id"] == "abc-123"
     r = await chat.get("/healthz", headers={"X-Request-ID": "bad id\twith spaces"})

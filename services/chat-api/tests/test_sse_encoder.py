@@ -7,7 +7,6 @@ import uuid
 
 import pytest
 from fastapi.sse import format_sse_event
-
 from glia_chat_api.streaming.sse import DoneData, ErrorData, EventSequence, StartData
 
 
@@ -30,7 +29,9 @@ def start_data() -> StartData:
 def test_ids_count_from_zero_and_data_is_one_json_line() -> None:
     seq = EventSequence()
     events = [seq.start(start_data()), seq.delta("line one\nline two \u2603"), seq.delta("")]
-    events.append(seq.done(DoneData(assistant_message_id=uuid.uuid4(), finish_reason="stop", usage=None)))
+    events.append(
+        seq.done(DoneData(assistant_message_id=uuid.uuid4(), finish_reason="stop", usage=None))
+    )
     assert [e.id for e in events] == ["0", "1", "2", "3"]
     assert [e.event for e in events] == ["start", "delta", "delta", "done"]
     text = wire(events[1])

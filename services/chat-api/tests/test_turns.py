@@ -10,7 +10,6 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-
 from glia_e2e.sse import iter_events, post_message
 
 pytestmark = pytest.mark.integration
@@ -84,7 +83,9 @@ async def test_stream_follows_the_protocol_and_matches_storage(
     assert headers["traceparent"].split("-")[1] == start["trace_id"]
 
 
-async def test_each_turn_sees_the_conversation(chat: httpx.AsyncClient, mint: Any, user: str) -> None:
+async def test_each_turn_sees_the_conversation(
+    chat: httpx.AsyncClient, mint: Any, user: str
+) -> None:
     token = mint(user)
     cid = await new_conversation(chat, token)
     for i in range(3):
@@ -132,14 +133,18 @@ async def test_bad_message_is_a_plain_422(
     assert await messages_of(chat, cid, token) == []
 
 
-async def test_longest_allowed_message_is_accepted(chat: httpx.AsyncClient, mint: Any, user: str) -> None:
+async def test_longest_allowed_message_is_accepted(
+    chat: httpx.AsyncClient, mint: Any, user: str
+) -> None:
     token = mint(user)
     cid = await new_conversation(chat, token)
     stream = await post_message(chat, cid, "y" * 32_000, token)
     assert stream.terminal is not None and stream.terminal.event == "done"
 
 
-async def test_message_to_missing_conversation_is_404(chat: httpx.AsyncClient, mint: Any, user: str) -> None:
+async def test_message_to_missing_conversation_is_404(
+    chat: httpx.AsyncClient, mint: Any, user: str
+) -> None:
     stream = await post_message(chat, str(uuid.uuid4()), "hi", mint(user))
     assert stream.status == 404
     assert stream.headers["content-type"].startswith("application/problem+json")

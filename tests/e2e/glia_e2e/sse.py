@@ -37,7 +37,9 @@ class Stream:
 
     @property
     def terminal(self) -> Event | None:
-        return self.events[-1] if self.events and self.events[-1].event in ("done", "error") else None
+        return (
+            self.events[-1] if self.events and self.events[-1].event in ("done", "error") else None
+        )
 
 
 def parse_block(block: list[str], comments: list[str]) -> Event | None:

@@ -112,9 +112,7 @@ class TokenVerifier:
         else:
             raise AuthError("token algorithm not accepted")
 
-        options: dict[str, Any] = {"require": ["exp", "sub", "aud"]}
-        if self._issuer:
-            options["require"].append("iss")
+        required = ["exp", "sub", "aud"] + (["iss"] if self._issuer else [])
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
@@ -123,7 +121,7 @@ class TokenVerifier:
                 audience=self._audience,
                 issuer=self._issuer,
                 leeway=LEEWAY_S,
-                options=options,
+                options={"require": required},
             )
         except jwt.ExpiredSignatureError as exc:
             raise AuthError("token expired") from exc

@@ -19,7 +19,7 @@ def build_openai_client(settings: Settings) -> AsyncOpenAI:
     return AsyncOpenAI(
         api_key=api_key,
         base_url=settings.llm_base_url,
-        timeout=httpx.Timeout(settings.llm_timeout_s, connect=min(5.0, settings.llm_timeout_s)),
+        timeout=settings.llm_timeout_s,
         max_retries=settings.llm_max_retries,
     )
 

@@ -6,13 +6,14 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from glia_common.db import user_transaction
 from glia_common.web.security import CurrentPrincipal
+from sqlalchemy.ext.asyncio import AsyncSession
 
 
-async def _read_session(request: Request, principal: CurrentPrincipal) -> AsyncIterator[AsyncSession]:
+async def _read_session(
+    request: Request, principal: CurrentPrincipal
+) -> AsyncIterator[AsyncSession]:
     async with user_transaction(
         request.app.state.sessionmaker, principal.user_id, read_only=True
     ) as session:

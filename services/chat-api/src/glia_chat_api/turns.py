@@ -10,7 +10,6 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from glia_chat_api.llm import ChatTurnMessage
 from glia_common.models import Message, Turn
 from glia_common.repositories import (
     ConversationRepository,
@@ -19,6 +18,8 @@ from glia_common.repositories import (
     TurnRepository,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from glia_chat_api.llm import ChatTurnMessage
 
 
 class ConversationNotFound(Exception):
@@ -88,10 +89,18 @@ async def begin_turn(
     if await conversations.get(conversation_id) is None:
         raise ConversationNotFound
     user_message = await messages.add(
-        conversation_id=conversation_id, user_id=user_id, role="user", content=content, status="complete"
+        conversation_id=conversation_id,
+        user_id=user_id,
+        role="user",
+        content=content,
+        status="complete",
     )
     assistant = await messages.add(
-        conversation_id=conversation_id, user_id=user_id, role="assistant", content="", status="streaming"
+        conversation_id=conversation_id,
+        user_id=user_id,
+        role="assistant",
+        content="",
+        status="streaming",
     )
     turn = await turns.add(
         Turn(

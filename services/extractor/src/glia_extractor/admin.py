@@ -20,13 +20,18 @@ from collections.abc import Sequence
 from typing import Any
 
 import aio_pika
-from sqlalchemy import func, select, text
-
 from glia_common.contracts.extraction import EXTRACTION_ROUTING_KEY
 from glia_common.db import create_engine, create_sessionmaker, system_transaction, user_transaction
-from glia_common.messaging import DEAD_LETTER_QUEUE_NAME, EXCHANGE_NAME, build_broker, declare_topology
+from glia_common.messaging import (
+    DEAD_LETTER_QUEUE_NAME,
+    EXCHANGE_NAME,
+    build_broker,
+    declare_topology,
+)
 from glia_common.repositories import RunRepository
 from glia_common.settings import Settings, get_settings
+from sqlalchemy import func, select, text
+
 from glia_extractor.reconciler import request_extraction
 
 RUN_COLUMNS = (
@@ -44,9 +49,16 @@ RUN_COLUMNS = (
     "source_hash",
 )
 # Headers RabbitMQ adds on dead-lettering; a replay starts the message afresh.
-_DEATH_HEADERS = ("x-death", "x-delivery-count", "x-first-death-exchange", "x-first-death-queue",
-                  "x-first-death-reason", "x-last-death-exchange", "x-last-death-queue",
-                  "x-last-death-reason")
+_DEATH_HEADERS = (
+    "x-death",
+    "x-delivery-count",
+    "x-first-death-exchange",
+    "x-first-death-queue",
+    "x-first-death-reason",
+    "x-last-death-exchange",
+    "x-last-death-queue",
+    "x-last-death-reason",
+)
 
 
 def _table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
@@ -98,8 +110,13 @@ async def cmd_runs(settings: Settings, args: argparse.Namespace) -> int:
                     if args.trace_id and run.trace_id != args.trace_id:
                         continue
                     row = {c: getattr(run, c) for c in RUN_COLUMNS}
-                    row |= {"run_id": run.id, "conversation_id": cid, "user_id": user_id,
-                            "error": run.error, "finished_at": run.finished_at}
+                    row |= {
+                        "run_id": run.id,
+                        "conversation_id": cid,
+                        "user_id": user_id,
+                        "error": run.error,
+                        "finished_at": run.finished_at,
+                    }
                     out.append(row)
     finally:
         await engine.dispose()
@@ -118,7 +135,9 @@ async def cmd_reextract(settings: Settings, args: argparse.Namespace) -> int:
     try:
         await declare_topology(broker)
         for cid, user_id in owners:
-            await request_extraction(broker, cid, user_id, f"admin-{uuid.uuid4().hex[:12]}", replay=True)
+            await request_extraction(
+                broker, cid, user_id, f"admin-{uuid.uuid4().hex[:12]}", replay=True
+            )
     finally:
         await broker.stop()
     print(f"requested extraction of {len(owners)} conversation(s)")
@@ -138,10 +157,11 @@ async def cmd_dlq(settings: Settings, args: argparse.Namespace) -> int:
             if message is None:
                 break
             headers = dict(message.headers or {})
-            death = headers.get("x-death") or [{}]
+            death = headers.get("x-death")
+            first = death[0] if isinstance(death, list) and death else None
             entry = {
                 "message_id": message.message_id,
-                "reason": (death[0] or {}).get("reason") if isinstance(death, list) else None,
+                "reason": first.get("reason") if isinstance(first, dict) else None,
                 "deliveries": headers.get("x-delivery-count"),
                 "body": message.body.decode("utf-8", "replace")[:500],
             }
@@ -171,7 +191,11 @@ async def cmd_dlq(settings: Settings, args: argparse.Namespace) -> int:
     elif args.json:
         print(json.dumps(listed, default=str, indent=2))
     else:
-        print(_table(listed, ("message_id", "reason", "deliveries", "body")) if listed else "the DLQ is empty")
+        print(
+            _table(listed, ("message_id", "reason", "deliveries", "body"))
+            if listed
+            else "the DLQ is empty"
+        )
     return 0
 
 

@@ -9,7 +9,9 @@ RUNS = Counter(
     "Extraction runs by final status and failure class ('none' when the LLM succeeded).",
     ["status", "failure_class"],
 )
-FALLBACKS = Counter("glia_extraction_fallback_total", "Runs whose cards came from the rule-based extractor.")
+FALLBACKS = Counter(
+    "glia_extraction_fallback_total", "Runs whose cards came from the rule-based extractor."
+)
 DUPLICATES = Counter(
     "glia_extraction_duplicates_skipped_total",
     "Requests skipped because a succeeded run already had the current source hash.",
@@ -20,7 +22,9 @@ DEAD_LETTERED = Counter(
     ["reason"],
 )
 REDELIVERIES = Counter(
-    "glia_extraction_requeued_total", "Messages returned to the queue for another attempt.", ["reason"]
+    "glia_extraction_requeued_total",
+    "Messages returned to the queue for another attempt.",
+    ["reason"],
 )
 LAG = Histogram(
     "glia_extraction_lag_seconds",

@@ -51,7 +51,9 @@ async def ensure_database_and_role(settings: Settings) -> None:
             login += f" PASSWORD {quoted_pw}"
         verb = "ALTER" if exists else "CREATE"
         # The app role owns nothing and can never bypass row-level security.
-        await admin.execute(f"{verb} ROLE {quoted_role} {login} NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE")
+        await admin.execute(
+            f"{verb} ROLE {quoted_role} {login} NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE"
+        )
         if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database):
             quoted_db = await admin.fetchval("SELECT quote_ident($1)", database)
             await admin.execute(f"CREATE DATABASE {quoted_db}")

@@ -6,7 +6,9 @@ from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 from glia_common.settings import Settings, async_database_url
 
 
-def create_engine(settings: Settings, *, url: str | None = None, pool_size: int | None = None) -> AsyncEngine:
+def create_engine(
+    settings: Settings, *, url: str | None = None, pool_size: int | None = None
+) -> AsyncEngine:
     """An asyncpg engine for the app role (subject to row-level security)."""
     return _create_async_engine(
         async_database_url(url or settings.database_url),

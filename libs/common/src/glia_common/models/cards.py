@@ -35,9 +35,7 @@ class Card(Base):
     created_at: Mapped[datetime] = created_at_column()
 
     __table_args__ = (
-        CheckConstraint(
-            "kind IN ('summary', 'fact', 'task', 'decision', 'question')", name="kind"
-        ),
+        CheckConstraint("kind IN ('summary', 'fact', 'task', 'decision', 'question')", name="kind"),
         CheckConstraint("origin IN ('llm', 'fallback')", name="origin"),
         Index("ix_cards_conversation_position", "conversation_id", "position"),
         Index("ix_cards_user_created", "user_id", "created_at", "id"),

@@ -40,9 +40,7 @@ class Conversation(Base):
     # them without scanning messages. Complete messages are never removed, so the set
     # of complete messages only grows and its size identifies it.
     message_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
-    complete_message_count: Mapped[int] = mapped_column(
-        Integer, nullable=False, server_default="0"
-    )
+    complete_message_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     # When the reconciler last re-requested extraction (it waits before asking again).
     extraction_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

@@ -9,12 +9,12 @@ from glia_common.repositories.turns import TurnRepository
 
 __all__ = [
     "CardRepository",
-    "Freshness",
-    "NewCard",
-    "RunRepository",
     "ConversationRepository",
+    "Freshness",
     "MessageRepository",
+    "NewCard",
     "OutboxRepository",
     "Page",
+    "RunRepository",
     "TurnRepository",
 ]

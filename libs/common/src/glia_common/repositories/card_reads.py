@@ -22,7 +22,9 @@ class CardReadRepository(Repository):
         return await self.session.get(Card, card_id)
 
     async def current_run(self, conversation_id: uuid.UUID) -> uuid.UUID | None:
-        stmt = select(ExtractionState.run_id).where(ExtractionState.conversation_id == conversation_id)
+        stmt = select(ExtractionState.run_id).where(
+            ExtractionState.conversation_id == conversation_id
+        )
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
     async def page_for_conversation(
@@ -56,13 +58,20 @@ class CardReadRepository(Repository):
         if cursor:
             key = decode_cursor(cursor, ("c", "v", "p"))
             try:
-                created, conv, pos = datetime.fromisoformat(key["c"]), uuid.UUID(key["v"]), int(key["p"])
+                created, conv, pos = (
+                    datetime.fromisoformat(key["c"]),
+                    uuid.UUID(key["v"]),
+                    int(key["p"]),
+                )
             except (TypeError, ValueError) as exc:
                 raise InvalidCursor("malformed cursor") from exc
             # created_at DESC, then conversation_id and position ASC.
             stmt = stmt.where(
                 (Card.created_at < created)
-                | ((Card.created_at == created) & (tuple_(Card.conversation_id, Card.position) > (conv, pos)))
+                | (
+                    (Card.created_at == created)
+                    & (tuple_(Card.conversation_id, Card.position) > (conv, pos))
+                )
             )
         rows = list((await self.session.execute(stmt.limit(limit + 1))).scalars())
         next_cursor = None
@@ -70,6 +79,10 @@ class CardReadRepository(Repository):
             rows = rows[:limit]
             last = rows[-1]
             next_cursor = encode_cursor(
-                {"c": last.created_at.isoformat(), "v": str(last.conversation_id), "p": last.position}
+                {
+                    "c": last.created_at.isoformat(),
+                    "v": str(last.conversation_id),
+                    "p": last.position,
+                }
             )
         return Page(rows, next_cursor)

@@ -30,7 +30,9 @@ class Freshness:
 
 
 class CardRepository(Repository):
-    async def state(self, conversation_id: uuid.UUID, *, for_update: bool = False) -> ExtractionState | None:
+    async def state(
+        self, conversation_id: uuid.UUID, *, for_update: bool = False
+    ) -> ExtractionState | None:
         stmt = select(ExtractionState).where(ExtractionState.conversation_id == conversation_id)
         if for_update:
             stmt = stmt.with_for_update()

@@ -28,7 +28,9 @@ class ConversationRepository(Repository):
         await self.session.refresh(conversation)
         return conversation
 
-    async def get(self, conversation_id: uuid.UUID, *, for_update: bool = False) -> Conversation | None:
+    async def get(
+        self, conversation_id: uuid.UUID, *, for_update: bool = False
+    ) -> Conversation | None:
         stmt = select(Conversation).where(Conversation.id == conversation_id)
         if for_update:
             stmt = stmt.with_for_update()
@@ -60,6 +62,8 @@ class ConversationRepository(Repository):
 
     async def delete(self, conversation_id: uuid.UUID) -> bool:
         result = await self.session.execute(
-            delete(Conversation).where(Conversation.id == conversation_id).returning(Conversation.id)
+            delete(Conversation)
+            .where(Conversation.id == conversation_id)
+            .returning(Conversation.id)
         )
         return result.first() is not None

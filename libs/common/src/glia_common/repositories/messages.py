@@ -34,7 +34,9 @@ class MessageRepository(Repository):
         return await self.session.get(Message, message_id)
 
     async def for_conversation(self, conversation_id: uuid.UUID) -> list[Message]:
-        stmt = select(Message).where(Message.conversation_id == conversation_id).order_by(Message.seq)
+        stmt = (
+            select(Message).where(Message.conversation_id == conversation_id).order_by(Message.seq)
+        )
         return list((await self.session.execute(stmt)).scalars())
 
     async def latest_complete(self, conversation_id: uuid.UUID, limit: int) -> list[Message]:

@@ -15,7 +15,9 @@ class RunRepository(Repository):
         await self.session.flush()
         return run
 
-    async def succeeded_for(self, conversation_id: uuid.UUID, source_hash: str) -> ExtractionRun | None:
+    async def succeeded_for(
+        self, conversation_id: uuid.UUID, source_hash: str
+    ) -> ExtractionRun | None:
         stmt = (
             select(ExtractionRun)
             .where(
@@ -39,7 +41,9 @@ class RunRepository(Repository):
         conversation's extraction lock: then no live run can exist."""
         result = await self.session.execute(
             update(ExtractionRun)
-            .where(ExtractionRun.conversation_id == conversation_id, ExtractionRun.status == "running")
+            .where(
+                ExtractionRun.conversation_id == conversation_id, ExtractionRun.status == "running"
+            )
             .values(
                 status="failed",
                 error="abandoned: the worker stopped before finishing",

@@ -6,7 +6,6 @@ from typing import Any
 from sqlalchemy import func, select, text, update
 
 from glia_common.contracts.extraction import EXTRACTION_ROUTING_KEY
-
 from glia_common.models import Turn
 from glia_common.repositories.base import Repository
 
@@ -48,8 +47,8 @@ class TurnRepository(Repository):
     async def abandon_stale(self, stale_after_s: float) -> int:
         """Cross-user (SECURITY DEFINER): settle turns whose stream stopped checkpointing."""
         result = await self.session.execute(
-            text(
-                "SELECT glia_abandon_stale_turns(make_interval(secs => :s), :rk)"
-            ).bindparams(s=stale_after_s, rk=EXTRACTION_ROUTING_KEY)
+            text("SELECT glia_abandon_stale_turns(make_interval(secs => :s), :rk)").bindparams(
+                s=stale_after_s, rk=EXTRACTION_ROUTING_KEY
+            )
         )
         return int(result.scalar_one())

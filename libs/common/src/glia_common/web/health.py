@@ -29,7 +29,9 @@ def health_router(checks: Callable[[], Mapping[str, Check]], timeout_s: float = 
                 return False
 
         results = await asyncio.gather(*(run(c) for c in named.values()))
-        status = {name: "ok" if ok else "unavailable" for name, ok in zip(named, results, strict=True)}
+        status = {
+            name: "ok" if ok else "unavailable" for name, ok in zip(named, results, strict=True)
+        }
         ready = all(results)
         return JSONResponse(
             {"status": "ok" if ready else "unavailable", "checks": status},

@@ -2,20 +2,22 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
-
-from glia_card_query.api.schemas import CardKindName, CardOut, CardPage, FreshnessOut
-from glia_card_query.deps import ReadSession
 from glia_common.repositories import CardRepository
 from glia_common.repositories.card_reads import CardReadRepository, StaleCursor
 from glia_common.repositories.cursor import InvalidCursor
 from glia_common.web.problems import PROBLEM_RESPONSES, ProblemError, not_found
 
+from glia_card_query.api.schemas import CardKindName, CardOut, CardPage, FreshnessOut
+from glia_card_query.deps import ReadSession
+
 router = APIRouter(prefix="/v1/cards", tags=["cards"], responses=PROBLEM_RESPONSES)
 
-NOT_MODIFIED = {304: {"description": "Not modified (If-None-Match matched the ETag)"}}
+NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
+    304: {"description": "Not modified (If-None-Match matched the ETag)"}
+}
 
 
 def _etag(*parts: object) -> str:
@@ -49,9 +51,9 @@ async def list_cards(
             if fresh is None:
                 raise not_found("conversation")
             freshness = FreshnessOut(
-                state=fresh.state,  # type: ignore[arg-type]
+                state=fresh.state,
                 source_hash=fresh.source_hash,
-                derived_at=fresh.derived_at,  # type: ignore[arg-type]
+                derived_at=fresh.derived_at,
             )
             # The card set and its freshness fully determine the page: answer 304 without
             # reading a single card.

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -21,7 +21,7 @@ class ChatChunk:
 
 
 class ChatError(Exception):
-    """The model failed; ``code`` and ``message`` go to the client, ``failure_class`` to telemetry."""
+    """The model failed: ``code`` and ``message`` go to the client, the class to telemetry."""
 
     def __init__(self, code: str, message: str, *, retryable: bool, failure_class: str) -> None:
         super().__init__(message)
@@ -35,4 +35,4 @@ class ChatModel(Protocol):
     provider: str
     model: str
 
-    def stream(self, history: list[ChatTurnMessage]) -> AsyncIterator[ChatChunk]: ...
+    def stream(self, history: list[ChatTurnMessage]) -> AsyncGenerator[ChatChunk, None]: ...

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from glia_chat_api.llm.base import ChatChunk, ChatTurnMessage
 
@@ -51,7 +51,7 @@ class LocalResponder:
     def __init__(self, delay_s: float = 0.0) -> None:
         self._delay_s = delay_s
 
-    async def stream(self, history: list[ChatTurnMessage]) -> AsyncIterator[ChatChunk]:
+    async def stream(self, history: list[ChatTurnMessage]) -> AsyncGenerator[ChatChunk, None]:
         reply = local_reply(history)
         for part in split_into_deltas(reply):
             if self._delay_s:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncGenerator
+from typing import Any, Literal
 
+from glia_common.llm import classify_llm_error
 from openai import AsyncOpenAI
 from opentelemetry import trace
 
 from glia_chat_api.llm.base import ChatChunk, ChatError, ChatTurnMessage
-from glia_common.llm import classify_llm_error
 
 tracer = trace.get_tracer("glia.chat.llm")
 
@@ -36,7 +36,7 @@ class OpenAIChat:
         self.model = model
         self.provider = provider
 
-    async def stream(self, history: list[ChatTurnMessage]) -> AsyncIterator[ChatChunk]:
+    async def stream(self, history: list[ChatTurnMessage]) -> AsyncGenerator[ChatChunk, None]:
         messages: list[Any] = [{"role": "system", "content": SYSTEM_PROMPT}]
         messages += [{"role": m.role, "content": m.content} for m in history]
         with tracer.start_as_current_span(
@@ -82,9 +82,11 @@ class OpenAIChat:
                 )
                 span.set_attribute("error.type", error.failure_class)
                 raise error
-            reason = "length" if finish == "length" else "stop"
+            reason: Literal["stop", "length"] = "length" if finish == "length" else "stop"
             span.set_attribute("gen_ai.response.finish_reasons", [finish])
             if usage:
                 span.set_attribute("gen_ai.usage.input_tokens", int(usage.get("prompt_tokens", 0)))
-                span.set_attribute("gen_ai.usage.output_tokens", int(usage.get("completion_tokens", 0)))
+                span.set_attribute(
+                    "gen_ai.usage.output_tokens", int(usage.get("completion_tokens", 0))
+                )
             yield ChatChunk(finish_reason=reason, usage=usage)

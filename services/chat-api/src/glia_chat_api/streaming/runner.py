@@ -16,15 +16,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi.sse import ServerSentEvent
+from glia_common.db import user_transaction
+from glia_common.repositories import MessageRepository
+from glia_common.telemetry import get_logger
 from opentelemetry import propagate
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from glia_chat_api.llm import ChatError, ChatModel
 from glia_chat_api.streaming.sse import DoneData, ErrorData, EventSequence, StartData
 from glia_chat_api.turns import NewTurn, RecordedTurn, TurnOutcome, settle_turn
-from glia_common.db import user_transaction
-from glia_common.repositories import MessageRepository
-from glia_common.telemetry import get_logger
 
 log = get_logger(__name__)
 
@@ -140,8 +140,12 @@ class TurnRunner:
                     failure_class="provider_error",
                 )
         except ChatError as exc:
-            log.warning("turn.llm_failed", failure_class=exc.failure_class, code=exc.code,
-                        conversation_id=str(turn.conversation_id))
+            log.warning(
+                "turn.llm_failed",
+                failure_class=exc.failure_class,
+                code=exc.code,
+                conversation_id=str(turn.conversation_id),
+            )
             outcome = TurnOutcome(
                 status="failed",
                 content="".join(parts),
@@ -160,8 +164,11 @@ class TurnRunner:
                 error_message=INCOMPLETE.message,
                 error_retryable=INCOMPLETE.retryable,
             )
-            log.info("turn.client_gone", conversation_id=str(turn.conversation_id),
-                     chars=len(outcome.content))
+            log.info(
+                "turn.client_gone",
+                conversation_id=str(turn.conversation_id),
+                chars=len(outcome.content),
+            )
         except Exception:
             log.exception("turn.failed", conversation_id=str(turn.conversation_id))
             outcome = TurnOutcome(
@@ -192,8 +199,12 @@ class TurnRunner:
                 async with user_transaction(self._sessionmaker, turn.user_id) as session:
                     await settle_turn(session, turn, outcome, headers)
             except Exception as exc:
-                log.warning("turn.settle_failed", attempt=attempt + 1, error=type(exc).__name__,
-                            conversation_id=str(turn.conversation_id))
+                log.warning(
+                    "turn.settle_failed",
+                    attempt=attempt + 1,
+                    error=type(exc).__name__,
+                    conversation_id=str(turn.conversation_id),
+                )
                 await asyncio.sleep(0.2 * (attempt + 1))
                 continue
             self._on_settled()

@@ -9,11 +9,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from glia_common.llm import classify_llm_error
 from openai import AsyncOpenAI
 from opentelemetry import trace
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from glia_common.llm import classify_llm_error
 from glia_extractor.extraction.types import (
     MAX_BODY_CHARS,
     MAX_CARDS,
@@ -50,7 +50,10 @@ CARDS_JSON_SCHEMA: dict[str, Any] = {
                 "additionalProperties": False,
                 "required": ["kind", "title", "body", "source_message_ids"],
                 "properties": {
-                    "kind": {"type": "string", "enum": ["summary", "fact", "task", "decision", "question"]},
+                    "kind": {
+                        "type": "string",
+                        "enum": ["summary", "fact", "task", "decision", "question"],
+                    },
                     "title": {"type": "string"},
                     "body": {"type": "string"},
                     "source_message_ids": {"type": "array", "items": {"type": "string"}},
@@ -110,7 +113,9 @@ def parse_cards(content: str | None, messages: Sequence[SourceMessage]) -> list[
     try:
         parsed = _Cards.model_validate(json.loads(content))
     except (json.JSONDecodeError, ValidationError) as exc:
-        raise ExtractionFailed("schema", f"response does not match the schema: {exc}"[:500]) from exc
+        raise ExtractionFailed(
+            "schema", f"response does not match the schema: {exc}"[:500]
+        ) from exc
     known = {m.id for m in messages}
     drafts: list[CardDraft] = []
     for card in parsed.cards:
@@ -158,7 +163,11 @@ class LlmExtractor:
                     ],
                     response_format={
                         "type": "json_schema",
-                        "json_schema": {"name": "cards", "strict": True, "schema": CARDS_JSON_SCHEMA},
+                        "json_schema": {
+                            "name": "cards",
+                            "strict": True,
+                            "schema": CARDS_JSON_SCHEMA,
+                        },
                     },
                 )
                 if not response.choices:
@@ -176,6 +185,8 @@ class LlmExtractor:
             usage = response.usage.model_dump(exclude_none=True) if response.usage else None
             if usage:
                 span.set_attribute("gen_ai.usage.input_tokens", int(usage.get("prompt_tokens", 0)))
-                span.set_attribute("gen_ai.usage.output_tokens", int(usage.get("completion_tokens", 0)))
+                span.set_attribute(
+                    "gen_ai.usage.output_tokens", int(usage.get("completion_tokens", 0))
+                )
             span.set_attribute("glia.extraction.cards", len(cards))
             return LlmResult(cards, int((time.perf_counter() - started) * 1000), usage)

@@ -13,17 +13,18 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import Enum
-
-from sqlalchemy import select, text
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from enum import StrEnum
+from typing import Literal, cast
 
 from glia_common.contracts import ExtractionRequested
 from glia_common.db.scope import set_user_scope
 from glia_common.models import ExtractionRun, Message
 from glia_common.repositories import CardRepository, ConversationRepository, NewCard, RunRepository
 from glia_common.telemetry import get_logger
+from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+
 from glia_extractor import metrics
 from glia_extractor.extraction.hashing import source_hash
 from glia_extractor.extraction.llm import ExtractionFailed, LlmExtractor
@@ -32,11 +33,12 @@ from glia_extractor.extraction.types import CardDraft, SourceMessage
 
 log = get_logger(__name__)
 
+Role = Literal["user", "assistant"]
 RULES_PROVIDER = "rules"
 RULES_MODEL = "glia-rules-v1"
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     SUCCEEDED = "succeeded"
     DUPLICATE = "duplicate"  # a succeeded run already has this source
     NO_CONVERSATION = "no_conversation"  # deleted, or not this user's
@@ -139,7 +141,11 @@ class ExtractionService:
             except ExtractionFailed as exc:
                 failure_class, error = exc.failure_class, exc.detail
                 metrics.LLM_LATENCY.labels(exc.failure_class).observe(time.perf_counter() - started)
-                log.warning("extraction.llm_failed", failure_class=exc.failure_class, detail=exc.detail[:200])
+                log.warning(
+                    "extraction.llm_failed",
+                    failure_class=exc.failure_class,
+                    detail=exc.detail[:200],
+                )
         if failure_class is not None:
             drafts = extract_cards(claim.messages)
             origin = "fallback"
@@ -148,7 +154,10 @@ class ExtractionService:
         try:
             async with AsyncSession(bind=conn, expire_on_commit=False) as session, session.begin():
                 await set_user_scope(session, request.user_id)
-                if await ConversationRepository.from_session(session).get(request.conversation_id) is None:
+                if (
+                    await ConversationRepository.from_session(session).get(request.conversation_id)
+                    is None
+                ):
                     return Outcome.NO_CONVERSATION  # deleted during the run; its runs went with it
                 cards = CardRepository.from_session(session)
                 await cards.replace(
@@ -158,7 +167,8 @@ class ExtractionService:
                     source_hash=claim.source_hash,
                     source_message_count=len(claim.messages),
                     cards=[
-                        NewCard(d.kind, d.title, d.body, origin, d.source_message_ids) for d in drafts
+                        NewCard(d.kind, d.title, d.body, origin, d.source_message_ids)
+                        for d in drafts
                     ],
                 )
                 await RunRepository.from_session(session).finish(
@@ -192,7 +202,10 @@ class ExtractionService:
         request = job.request
         async with AsyncSession(bind=conn, expire_on_commit=False) as session, session.begin():
             await set_user_scope(session, request.user_id)
-            if await ConversationRepository.from_session(session).get(request.conversation_id) is None:
+            if (
+                await ConversationRepository.from_session(session).get(request.conversation_id)
+                is None
+            ):
                 return Outcome.NO_CONVERSATION
             rows = (
                 await session.execute(
@@ -206,7 +219,7 @@ class ExtractionService:
             ).all()
             if not rows:
                 return Outcome.NO_MESSAGES
-            messages = [SourceMessage(id=r[0], role=r[1], content=r[2]) for r in rows]
+            messages = [SourceMessage(id=r[0], role=cast(Role, r[1]), content=r[2]) for r in rows]
             digest = source_hash(messages)
             runs = RunRepository.from_session(session)
             if not job.replay and await runs.succeeded_for(request.conversation_id, digest):

@@ -19,13 +19,13 @@ from faststream import AckPolicy
 from faststream.rabbit import RabbitBroker
 from faststream.rabbit.annotations import RabbitMessage
 from faststream.rabbit.schemas import Channel
+from glia_common.contracts import ExtractionRequested
+from glia_common.messaging import DELIVERY_LIMIT, EXCHANGE, EXTRACTION_QUEUE
+from glia_common.telemetry import get_logger
 from opentelemetry import propagate, trace
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from glia_common.contracts import ExtractionRequested
-from glia_common.messaging import DELIVERY_LIMIT, EXCHANGE, EXTRACTION_QUEUE
-from glia_common.telemetry import get_logger
 from glia_extractor import metrics
 from glia_extractor.extraction.service import ExtractionJob, ExtractionService, Outcome
 
@@ -36,7 +36,9 @@ TRANSIENT_RETRY_BUDGET_S = 60.0
 
 
 def is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, OperationalError | InterfaceError | ConnectionError | OSError | TimeoutError):
+    if isinstance(
+        exc, OperationalError | InterfaceError | ConnectionError | OSError | TimeoutError
+    ):
         return True
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
@@ -68,7 +70,9 @@ def register(broker: RabbitBroker, service: ExtractionService, *, prefetch: int)
         try:
             request = ExtractionRequested.model_validate_json(msg.body)
         except ValidationError as exc:
-            log.error("extraction.malformed_message", error=str(exc)[:300], message_id=msg.message_id)
+            log.error(
+                "extraction.malformed_message", error=str(exc)[:300], message_id=msg.message_id
+            )
             metrics.DEAD_LETTERED.labels("malformed").inc()
             await msg.reject(requeue=False)
             return
@@ -97,7 +101,9 @@ async def _process(
             except Exception as exc:
                 if is_transient(exc) and loop.time() < deadline:
                     attempt += 1
-                    log.warning("extraction.transient_error", error=type(exc).__name__, attempt=attempt)
+                    log.warning(
+                        "extraction.transient_error", error=type(exc).__name__, attempt=attempt
+                    )
                     await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
                     continue
                 reason = "transient" if is_transient(exc) else "error"
