@@ -26,6 +26,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import asyncpg
 import pytest
 from glia_common.auth import mint_token
+from glia_e2e.processes import free_port
 from glia_common.settings import Settings, with_database
 
 TEST_JWT_SECRET = "glia-test-secret-" + "x" * 32
@@ -190,12 +191,6 @@ async def admin_db(infra: Infra) -> AsyncIterator[asyncpg.Connection]:
         yield conn
     finally:
         await conn.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
