@@ -25,9 +25,10 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+
 from glia_common.auth import mint_token
-from glia_e2e.processes import free_port
 from glia_common.settings import Settings, with_database
+from glia_e2e.processes import free_port
 
 TEST_JWT_SECRET = "glia-test-secret-" + "x" * 32
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"

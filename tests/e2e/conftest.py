@@ -10,9 +10,9 @@ from typing import Any
 
 import httpx
 import pytest
-from glia_fakes.fake_llm import FakeLLMControl
 
 from glia_e2e.processes import Process, base_env, free_port
+from glia_fakes.fake_llm import FakeLLMControl
 
 
 @dataclass

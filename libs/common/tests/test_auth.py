@@ -12,9 +12,10 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+
 from glia_common.auth import AuthError, TokenVerifier, mint_token
 from glia_common.settings import Settings
-from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 SECRET = "unit-test-secret-" + "s" * 32
 JWKS_URL = "https://idp.example/.well-known/jwks.json"

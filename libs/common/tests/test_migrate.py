@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
+
 from glia_common.cli.migrate import migrate
 from glia_common.settings import Settings
 

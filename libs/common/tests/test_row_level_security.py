@@ -7,10 +7,11 @@ from typing import Any
 
 import asyncpg
 import pytest
+from sqlalchemy import text
+
 from glia_common.db import create_engine, create_sessionmaker, system_transaction, user_transaction
 from glia_common.models import USER_TABLES
 from glia_common.repositories import ConversationRepository, MessageRepository
-from sqlalchemy import text
 
 pytestmark = pytest.mark.integration
 

@@ -5,6 +5,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from glia_chat_api.main import create_app
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from glia_e2e.sse import post_message
 
 pytestmark = pytest.mark.integration

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from glia_chat_api.llm import ChatTurnMessage, LocalResponder
-from glia_chat_api.llm.local import local_reply, split_into_deltas
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from glia_chat_api.llm import ChatTurnMessage, LocalResponder
+from glia_chat_api.llm.local import local_reply, split_into_deltas
 
 
 async def collect(history: list[ChatTurnMessage]) -> tuple[str, list[str], str | None]:

@@ -13,21 +13,25 @@ import aio_pika
 import asyncpg
 import httpx
 import pytest
-from glia_fakes.tcp_proxy import FaultProxy
 
 from glia_chat_api.main import create_app
 from glia_common.messaging import EXTRACTION_QUEUE_NAME
 from glia_e2e.sse import post_message
+from glia_fakes.tcp_proxy import FaultProxy
 
 pytestmark = pytest.mark.integration
 
 
 async def new_conversation(client: httpx.AsyncClient, token: str) -> str:
-    r = await client.post("/v1/conversations", json={}, headers={"Authorization": f"Bearer {token}"})
+    r = await client.post(
+        "/v1/conversations", json={}, headers={"Authorization": f"Bearer {token}"}
+    )
     return str(r.json()["id"])
 
 
-async def find_message(amqp_url: str, conversation_id: str, timeout_s: float = 30.0) -> aio_pika.IncomingMessage:
+async def find_message(
+    amqp_url: str, conversation_id: str, timeout_s: float = 30.0
+) -> aio_pika.IncomingMessage:
     """Take messages off glia.extraction until this conversation's request shows up."""
     connection = await aio_pika.connect(amqp_url)
     try:
@@ -72,13 +76,20 @@ async def test_turn_end_publishes_an_extraction_request(
 
 
 async def test_broker_outage_holds_requests_until_it_returns(
-    serve: Any, settings_factory: Any, mint: Any, user: str, infra: Any, admin_db: asyncpg.Connection
+    serve: Any,
+    settings_factory: Any,
+    mint: Any,
+    user: str,
+    infra: Any,
+    admin_db: asyncpg.Connection,
 ) -> None:
     parts = urlsplit(infra.amqp_url)
     proxy = FaultProxy(parts.hostname or "127.0.0.1", parts.port or 5672)
     await proxy.start()
     try:
-        proxied = urlunsplit(parts._replace(netloc=f"{parts.username}:{parts.password}@127.0.0.1:{proxy.port}"))
+        proxied = urlunsplit(
+            parts._replace(netloc=f"{parts.username}:{parts.password}@127.0.0.1:{proxy.port}")
+        )
         served = await serve(create_app(settings_factory(amqp_url=proxied)))
         async with httpx.AsyncClient(base_url=served.base_url, timeout=30) as chat:
             token = mint(user)
@@ -122,7 +133,8 @@ async def test_concurrent_relays_publish_each_row_once(
             )
     brokers = [build_broker(settings, logger=None) for _ in range(2)]
     relays = [
-        OutboxRelay(sm, b, batch_size=7, poll_interval_s=0.05, turn_stale_after_s=3600) for b in brokers
+        OutboxRelay(sm, b, batch_size=7, poll_interval_s=0.05, turn_stale_after_s=3600)
+        for b in brokers
     ]
     try:
         for b in brokers:
@@ -158,7 +170,12 @@ async def test_abandoned_streaming_turns_are_settled(
     settings: Any, user: str, admin_db: asyncpg.Connection
 ) -> None:
     """A turn whose process died (no checkpoint for too long) becomes incomplete."""
-    from glia_common.db import create_engine, create_sessionmaker, system_transaction, user_transaction
+    from glia_common.db import (
+        create_engine,
+        create_sessionmaker,
+        system_transaction,
+        user_transaction,
+    )
     from glia_common.repositories import ConversationRepository, MessageRepository, TurnRepository
 
     engine = create_engine(settings)
@@ -167,7 +184,11 @@ async def test_abandoned_streaming_turns_are_settled(
         async with user_transaction(sm, user) as session:
             conv = await ConversationRepository.from_session(session).create(user, None)
             msg = await MessageRepository.from_session(session).add(
-                conversation_id=conv.id, user_id=user, role="assistant", content="half a", status="streaming"
+                conversation_id=conv.id,
+                user_id=user,
+                role="assistant",
+                content="half a",
+                status="streaming",
             )
         await admin_db.execute(
             "UPDATE messages SET updated_at = now() - interval '1 hour' WHERE id = $1", msg.id
@@ -176,8 +197,11 @@ async def test_abandoned_streaming_turns_are_settled(
             assert await TurnRepository.from_session(session).abandon_stale(60) >= 1
         row = await admin_db.fetchrow("SELECT status, content FROM messages WHERE id = $1", msg.id)
         assert (row["status"], row["content"]) == ("incomplete", "half a")
-        assert await admin_db.fetchval(
-            "SELECT count(*) FROM outbox WHERE conversation_id = $1", conv.id
-        ) == 1
+        assert (
+            await admin_db.fetchval(
+                "SELECT count(*) FROM outbox WHERE conversation_id = $1", conv.id
+            )
+            == 1
+        )
     finally:
         await engine.dispose()

@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 from fastapi.sse import format_sse_event
+
 from glia_chat_api.streaming.sse import DoneData, ErrorData, EventSequence, StartData
 
 

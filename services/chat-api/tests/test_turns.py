@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+
 from glia_e2e.sse import iter_events, post_message
 
 pytestmark = pytest.mark.integration

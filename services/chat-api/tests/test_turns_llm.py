@@ -9,15 +9,17 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from glia_fakes.fake_llm import DEFAULT_CHAT_REPLY
 
 from glia_e2e.sse import iter_events, post_message
+from glia_fakes.fake_llm import DEFAULT_CHAT_REPLY
 
 pytestmark = pytest.mark.integration
 
 
 async def new_conversation(client: httpx.AsyncClient, token: str) -> str:
-    r = await client.post("/v1/conversations", json={}, headers={"Authorization": f"Bearer {token}"})
+    r = await client.post(
+        "/v1/conversations", json={}, headers={"Authorization": f"Bearer {token}"}
+    )
     return str(r.json()["id"])
 
 
@@ -90,14 +92,22 @@ async def test_llm_failure_before_any_text_ends_with_error_and_failed_message(
     assert row["status"] == "failed"
     assert row["content"] == stream.text()
     # A failed turn still ends the turn: extraction is requested.
-    assert await admin_db.fetchval(
-        "SELECT count(*) FROM outbox WHERE conversation_id = $1", uuid.UUID(cid)
-    ) == 1
+    assert (
+        await admin_db.fetchval(
+            "SELECT count(*) FROM outbox WHERE conversation_id = $1", uuid.UUID(cid)
+        )
+        == 1
+    )
 
 
 @pytest.mark.parametrize("mode", ["reset", "hang_mid_stream"])
 async def test_llm_failure_mid_stream_keeps_the_partial_text(
-    chat_llm: httpx.AsyncClient, llm: Any, mint: Any, user: str, admin_db: asyncpg.Connection, mode: str
+    chat_llm: httpx.AsyncClient,
+    llm: Any,
+    mint: Any,
+    user: str,
+    admin_db: asyncpg.Connection,
+    mode: str,
 ) -> None:
     llm.configure(target="chat", mode=mode)
     token = mint(user)
@@ -146,9 +156,12 @@ async def test_client_disconnect_leaves_an_incomplete_message(
     assert row["content"].startswith(received)
     assert DEFAULT_CHAT_REPLY.startswith(row["content"])
     assert len(row["content"]) < len(DEFAULT_CHAT_REPLY), "generation stopped"
-    assert await admin_db.fetchval(
-        "SELECT count(*) FROM outbox WHERE conversation_id = $1", uuid.UUID(cid)
-    ) == 1
+    assert (
+        await admin_db.fetchval(
+            "SELECT count(*) FROM outbox WHERE conversation_id = $1", uuid.UUID(cid)
+        )
+        == 1
+    )
 
     # A retry with the key of an interrupted request replays it as interrupted.
     conversation = (
@@ -163,7 +176,9 @@ async def test_same_key_while_running_is_409(
     llm.configure(target="chat", mode="slow", chunk_delay_s=0.1)
     token = mint(user)
     cid = await new_conversation(chat_llm, token)
-    first = asyncio.create_task(post_message(chat_llm, cid, "slow one", token, idempotency_key="k-409"))
+    first = asyncio.create_task(
+        post_message(chat_llm, cid, "slow one", token, idempotency_key="k-409")
+    )
     await asyncio.sleep(0.5)
     r = await chat_llm.post(
         f"/v1/conversations/{cid}/messages",

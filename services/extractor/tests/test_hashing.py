@@ -7,10 +7,11 @@ import json
 import unicodedata
 import uuid
 
-from glia_extractor.extraction.hashing import canonical_source, source_hash
-from glia_extractor.extraction.types import SourceMessage
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from glia_extractor.extraction.hashing import canonical_source, source_hash
+from glia_extractor.extraction.types import SourceMessage
 
 ID1 = uuid.UUID("00000000-0000-0000-0000-000000000001")
 ID2 = uuid.UUID("00000000-0000-0000-0000-000000000002")

@@ -5,6 +5,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from glia_extractor.extraction.rules import (
     MAX_DECISIONS,
     MAX_FACTS,
@@ -20,8 +23,6 @@ from glia_extractor.extraction.types import (
     CardDraft,
     SourceMessage,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 
 def _id(n: int) -> uuid.UUID:

@@ -31,7 +31,7 @@ class Process:
 
     def start(self, wait_path: str | None = "/healthz", timeout_s: float = 30.0) -> None:
         log = self.log_path.open("ab")
-        self.popen = subprocess.Popen(  # noqa: S603
+        self.popen = subprocess.Popen(
             [str(BIN / self.args[0]), *self.args[1:]],
             env=self.env,
             stdout=log,

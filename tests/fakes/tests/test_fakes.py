@@ -16,6 +16,9 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionChunk
+from openai.types.shared_params import ResponseFormatJSONSchema
+
 from glia_fakes.fake_llm import (
     DEFAULT_CHAT_REPLY,
     DEFAULT_CHUNKS,
@@ -24,8 +27,6 @@ from glia_fakes.fake_llm import (
     build_cards,
 )
 from glia_fakes.tcp_proxy import FaultProxy
-from openai.types.chat import ChatCompletionChunk
-from openai.types.shared_params import ResponseFormatJSONSchema
 
 SCHEMA_FORMAT: ResponseFormatJSONSchema = {
     "type": "json_schema",

@@ -6,9 +6,10 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from glia_common.db import user_transaction
 from glia_common.web.security import CurrentPrincipal
-from sqlalchemy.ext.asyncio import AsyncSession
 
 
 async def _read_session(

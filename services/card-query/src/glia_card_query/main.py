@@ -7,6 +7,10 @@ from contextlib import asynccontextmanager
 
 import uvicorn
 from fastapi import FastAPI
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from sqlalchemy import text
+
+from glia_card_query.api import cards
 from glia_common.auth import TokenVerifier
 from glia_common.db import create_engine, create_sessionmaker
 from glia_common.messaging import build_broker
@@ -15,10 +19,6 @@ from glia_common.telemetry import configure_telemetry, get_logger, shutdown_tele
 from glia_common.web.health import health_router
 from glia_common.web.problems import install_problem_handlers
 from glia_common.web.request_id import RequestIdMiddleware
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-from sqlalchemy import text
-
-from glia_card_query.api import cards
 
 SERVICE_NAME = "glia-card-query"
 DEFAULT_PORT = 8001

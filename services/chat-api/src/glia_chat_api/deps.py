@@ -6,12 +6,12 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
-from glia_common.db import user_transaction
-from glia_common.settings import Settings
-from glia_common.web.security import CurrentPrincipal
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from glia_chat_api.streaming.runner import TurnRunner
+from glia_common.db import user_transaction
+from glia_common.settings import Settings
+from glia_common.web.security import CurrentPrincipal
 
 
 def _settings(request: Request) -> Settings:

@@ -7,6 +7,13 @@ from contextlib import asynccontextmanager
 
 import uvicorn
 from fastapi import FastAPI
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from sqlalchemy import text
+
+from glia_chat_api.api import conversations, messages
+from glia_chat_api.llm import ChatModel, LocalResponder, OpenAIChat
+from glia_chat_api.outbox.relay import OutboxRelay
+from glia_chat_api.streaming.runner import TurnRunner
 from glia_common.auth import TokenVerifier
 from glia_common.db import create_engine, create_sessionmaker
 from glia_common.llm import build_openai_client, provider_name
@@ -16,13 +23,6 @@ from glia_common.telemetry import configure_telemetry, get_logger, shutdown_tele
 from glia_common.web.health import health_router
 from glia_common.web.problems import install_problem_handlers
 from glia_common.web.request_id import RequestIdMiddleware
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-from sqlalchemy import text
-
-from glia_chat_api.api import conversations, messages
-from glia_chat_api.llm import ChatModel, LocalResponder, OpenAIChat
-from glia_chat_api.outbox.relay import OutboxRelay
-from glia_chat_api.streaming.runner import TurnRunner
 
 SERVICE_NAME = "glia-chat-api"
 DEFAULT_PORT = 8000

@@ -10,6 +10,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from glia_chat_api.llm import ChatTurnMessage
 from glia_common.models import Message, Turn
 from glia_common.repositories import (
     ConversationRepository,
@@ -17,9 +20,6 @@ from glia_common.repositories import (
     OutboxRepository,
     TurnRepository,
 )
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from glia_chat_api.llm import ChatTurnMessage
 
 
 class ConversationNotFound(Exception):

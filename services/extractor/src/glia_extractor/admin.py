@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import aio_pika
+from sqlalchemy import func, select, text
+
 from glia_common.contracts.extraction import EXTRACTION_ROUTING_KEY
 from glia_common.db import create_engine, create_sessionmaker, system_transaction, user_transaction
 from glia_common.messaging import (
@@ -30,8 +32,6 @@ from glia_common.messaging import (
 )
 from glia_common.repositories import RunRepository
 from glia_common.settings import Settings, get_settings
-from sqlalchemy import func, select, text
-
 from glia_extractor.reconciler import request_extraction
 
 RUN_COLUMNS = (

@@ -9,6 +9,9 @@ from contextlib import asynccontextmanager
 
 import uvicorn
 from fastapi import FastAPI, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
 from glia_common.db import create_engine, create_sessionmaker
 from glia_common.llm import build_openai_client, provider_name
 from glia_common.messaging import build_broker, declare_topology
@@ -16,9 +19,6 @@ from glia_common.settings import Settings, get_settings
 from glia_common.telemetry import configure_telemetry, get_logger, shutdown_telemetry
 from glia_common.web.health import health_router
 from glia_common.web.request_id import RequestIdMiddleware
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
-
 from glia_extractor.extraction.llm import LlmExtractor
 from glia_extractor.extraction.service import ExtractionService
 from glia_extractor.handlers.extraction import register

@@ -11,14 +11,14 @@ import uuid
 from datetime import UTC, datetime
 
 from faststream.rabbit import RabbitBroker
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
 from glia_common.contracts import ExtractionRequested
 from glia_common.contracts.extraction import EXTRACTION_ROUTING_KEY
 from glia_common.db import system_transaction
 from glia_common.messaging import EXCHANGE
 from glia_common.telemetry import get_logger
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from glia_extractor import metrics
 
 log = get_logger(__name__)

@@ -5,13 +5,13 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
+
+from glia_card_query.api.schemas import CardKindName, CardOut, CardPage, FreshnessOut
+from glia_card_query.deps import ReadSession
 from glia_common.repositories import CardRepository
 from glia_common.repositories.card_reads import CardReadRepository, StaleCursor
 from glia_common.repositories.cursor import InvalidCursor
 from glia_common.web.problems import PROBLEM_RESPONSES, ProblemError, not_found
-
-from glia_card_query.api.schemas import CardKindName, CardOut, CardPage, FreshnessOut
-from glia_card_query.deps import ReadSession
 
 router = APIRouter(prefix="/v1/cards", tags=["cards"], responses=PROBLEM_RESPONSES)
 

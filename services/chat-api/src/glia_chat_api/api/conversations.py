@@ -4,10 +4,6 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
-from glia_common.repositories import ConversationRepository, MessageRepository
-from glia_common.repositories.cursor import InvalidCursor
-from glia_common.web.problems import PROBLEM_RESPONSES, ProblemError, not_found
-from glia_common.web.security import CurrentPrincipal
 
 from glia_chat_api.api.schemas import (
     ConversationCreate,
@@ -17,6 +13,10 @@ from glia_chat_api.api.schemas import (
     MessageOut,
 )
 from glia_chat_api.deps import UserSession
+from glia_common.repositories import ConversationRepository, MessageRepository
+from glia_common.repositories.cursor import InvalidCursor
+from glia_common.web.problems import PROBLEM_RESPONSES, ProblemError, not_found
+from glia_common.web.security import CurrentPrincipal
 
 router = APIRouter(prefix="/v1/conversations", tags=["conversations"], responses=PROBLEM_RESPONSES)
 

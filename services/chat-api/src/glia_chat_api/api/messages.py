@@ -7,10 +7,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header
 from fastapi.sse import EventSourceResponse, ServerSentEvent
-from glia_common.db import user_transaction
-from glia_common.web.problems import PROBLEM_RESPONSES, ProblemError, not_found
-from glia_common.web.request_id import current_request_id
-from glia_common.web.security import CurrentPrincipal
 from opentelemetry import trace
 from sqlalchemy.exc import IntegrityError
 
@@ -25,6 +21,10 @@ from glia_chat_api.turns import (
     TurnInProgress,
     begin_turn,
 )
+from glia_common.db import user_transaction
+from glia_common.web.problems import PROBLEM_RESPONSES, ProblemError, not_found
+from glia_common.web.request_id import current_request_id
+from glia_common.web.security import CurrentPrincipal
 
 router = APIRouter(prefix="/v1/conversations", tags=["messages"])
 

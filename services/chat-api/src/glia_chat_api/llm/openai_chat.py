@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 from typing import Any, Literal
 
-from glia_common.llm import classify_llm_error
 from openai import AsyncOpenAI
 from opentelemetry import trace
 
 from glia_chat_api.llm.base import ChatChunk, ChatError, ChatTurnMessage
+from glia_common.llm import classify_llm_error
 
 tracer = trace.get_tracer("glia.chat.llm")
 

@@ -14,15 +14,16 @@ import asyncio
 import contextlib
 
 from faststream.rabbit import RabbitBroker
+from opentelemetry import context as otel_context
+from opentelemetry import propagate
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
 from glia_common.db import system_transaction
 from glia_common.messaging import EXCHANGE, declare_topology
 from glia_common.models import OutboxMessage
 from glia_common.repositories import OutboxRepository
 from glia_common.repositories.turns import TurnRepository
 from glia_common.telemetry import get_logger
-from opentelemetry import context as otel_context
-from opentelemetry import propagate
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 log = get_logger(__name__)
 

@@ -16,15 +16,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi.sse import ServerSentEvent
-from glia_common.db import user_transaction
-from glia_common.repositories import MessageRepository
-from glia_common.telemetry import get_logger
 from opentelemetry import propagate
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from glia_chat_api.llm import ChatError, ChatModel
 from glia_chat_api.streaming.sse import DoneData, ErrorData, EventSequence, StartData
 from glia_chat_api.turns import NewTurn, RecordedTurn, TurnOutcome, settle_turn
+from glia_common.db import user_transaction
+from glia_common.repositories import MessageRepository
+from glia_common.telemetry import get_logger
 
 log = get_logger(__name__)
 

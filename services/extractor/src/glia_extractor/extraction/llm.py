@@ -9,11 +9,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from glia_common.llm import classify_llm_error
 from openai import AsyncOpenAI
 from opentelemetry import trace
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from glia_common.llm import classify_llm_error
 from glia_extractor.extraction.types import (
     MAX_BODY_CHARS,
     MAX_CARDS,

@@ -16,15 +16,15 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Literal, cast
 
+from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+
 from glia_common.contracts import ExtractionRequested
 from glia_common.db.scope import set_user_scope
 from glia_common.models import ExtractionRun, Message
 from glia_common.repositories import CardRepository, ConversationRepository, NewCard, RunRepository
 from glia_common.telemetry import get_logger
-from sqlalchemy import select, text
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
-
 from glia_extractor import metrics
 from glia_extractor.extraction.hashing import source_hash
 from glia_extractor.extraction.llm import ExtractionFailed, LlmExtractor
@@ -44,6 +44,7 @@ class Outcome(StrEnum):
     NO_CONVERSATION = "no_conversation"  # deleted, or not this user's
     NO_MESSAGES = "no_messages"
     BUSY = "busy"  # the conversation's lock could not be had in time
+    SUPERSEDED = "superseded"  # newer cards already exist; they were kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +161,19 @@ class ExtractionService:
                 ):
                     return Outcome.NO_CONVERSATION  # deleted during the run; its runs went with it
                 cards = CardRepository.from_session(session)
+                state = await cards.state(request.conversation_id, for_update=True)
+                if state is not None and state.source_message_count > len(claim.messages):
+                    # Never replace cards derived from a newer source with older ones.
+                    await RunRepository.from_session(session).finish(
+                        claim.run_id,
+                        status="succeeded",
+                        latency_ms=latency_ms,
+                        fallback_used=origin == "fallback",
+                        failure_class=failure_class,
+                        error="superseded: cards from a newer source were kept",
+                        card_count=0,
+                    )
+                    return Outcome.SUPERSEDED
                 await cards.replace(
                     conversation_id=request.conversation_id,
                     user_id=request.user_id,

@@ -19,13 +19,13 @@ from faststream import AckPolicy
 from faststream.rabbit import RabbitBroker
 from faststream.rabbit.annotations import RabbitMessage
 from faststream.rabbit.schemas import Channel
-from glia_common.contracts import ExtractionRequested
-from glia_common.messaging import DELIVERY_LIMIT, EXCHANGE, EXTRACTION_QUEUE
-from glia_common.telemetry import get_logger
 from opentelemetry import propagate, trace
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from glia_common.contracts import ExtractionRequested
+from glia_common.messaging import DELIVERY_LIMIT, EXCHANGE, EXTRACTION_QUEUE
+from glia_common.telemetry import get_logger
 from glia_extractor import metrics
 from glia_extractor.extraction.service import ExtractionJob, ExtractionService, Outcome
 
@@ -123,6 +123,6 @@ async def _process(
     if outcome is Outcome.DUPLICATE:
         metrics.DUPLICATES.inc()
         log.info("extraction.duplicate_skipped")
-    elif outcome in (Outcome.NO_CONVERSATION, Outcome.NO_MESSAGES):
+    elif outcome in (Outcome.NO_CONVERSATION, Outcome.NO_MESSAGES, Outcome.SUPERSEDED):
         log.info("extraction.nothing_to_do", outcome=outcome.value)
     await msg.ack()

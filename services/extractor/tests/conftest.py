@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from glia_common.contracts import ExtractionRequested
+from glia_common.db import create_engine, create_sessionmaker, user_transaction
+from glia_common.llm import build_openai_client
+from glia_common.repositories import ConversationRepository, MessageRepository
+from glia_extractor.extraction.llm import LlmExtractor
+from glia_extractor.extraction.service import ExtractionJob, ExtractionService
+from glia_fakes.fake_llm import FakeLLM
+
+
+@pytest.fixture(scope="session")
+async def fake_llm() -> AsyncIterator[FakeLLM]:
+    server = FakeLLM()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def llm(fake_llm: FakeLLM) -> FakeLLM:
+    fake_llm.reset()
+    return fake_llm
+
+
+@pytest.fixture
+async def db(settings: Any) -> AsyncIterator[Any]:
+    engine = create_engine(settings)
+    yield engine
+    await engine.dispose()
+
+
+MakeService = Callable[..., ExtractionService]
+
+
+@pytest.fixture
+def make_service(db: Any, settings_factory: Any, llm: FakeLLM) -> MakeService:
+    def make(
+        *, with_llm: bool = True, engine: Any = None, timeout_s: float = 2.0
+    ) -> ExtractionService:
+        extractor = None
+        if with_llm:
+            s = settings_factory(
+                llm_base_url=llm.base_url,
+                llm_api_key="k",
+                llm_timeout_s=timeout_s,
+                llm_max_retries=0,
+            )
+            extractor = LlmExtractor(build_openai_client(s), "test-model", "fake")
+        return ExtractionService(engine or db, extractor, lock_timeout_s=30)
+
+    return make
+
+
+Seed = Callable[..., Awaitable[uuid.UUID]]
+
+
+@pytest.fixture
+def seed(db: Any) -> Seed:
+    """``await seed(user, ["user text", "assistant text", ...])`` -> conversation id."""
+
+    async def make(
+        user: str, texts: list[str], conversation_id: uuid.UUID | None = None
+    ) -> uuid.UUID:
+        sm = create_sessionmaker(db)
+        async with user_transaction(sm, user) as session:
+            if conversation_id is None:
+                conversation_id = (
+                    await ConversationRepository.from_session(session).create(user, None)
+                ).id
+            for i, text in enumerate(texts):
+                await MessageRepository.from_session(session).add(
+                    conversation_id=conversation_id,
+                    user_id=user,
+                    role="user" if i % 2 == 0 else "assistant",
+                    content=text,
+                    status="complete",
+                )
+        return conversation_id
+
+    return make
+
+
+def job(conversation_id: uuid.UUID, user: str, **kw: Any) -> ExtractionJob:
+    request = ExtractionRequested(
+        conversation_id=conversation_id,
+        user_id=user,
+        request_id="req-test",
+        requested_at=datetime.now(UTC),
+    )
+    return ExtractionJob(request=request, trace_id="ab" * 16, **kw)
+
+
+@pytest.fixture
+def make_job() -> Callable[..., ExtractionJob]:
+    return job
