@@ -16,6 +16,7 @@ from typing import Any
 
 import structlog
 from faststream import AckPolicy
+from faststream.message import StreamMessage
 from faststream.rabbit import RabbitBroker
 from faststream.rabbit.annotations import RabbitMessage
 from faststream.rabbit.schemas import Channel
@@ -56,11 +57,18 @@ def delivery_count(headers: dict[str, Any]) -> int:
     return int(value) if isinstance(value, int | str) and str(value).isdigit() else 0
 
 
+def raw_body(message: StreamMessage[Any]) -> bytes:
+    """Leave decoding to the handler, so a body that is not JSON reaches it (and is
+    dead-lettered there) instead of failing inside the framework, unacked."""
+    return message.body
+
+
 def register(broker: RabbitBroker, service: ExtractionService, *, prefetch: int) -> None:
     @broker.subscriber(
         EXTRACTION_QUEUE,
         EXCHANGE,
         ack_policy=AckPolicy.MANUAL,
+        decoder=raw_body,
         channel=Channel(prefetch_count=prefetch),
         title="glia.extraction",
         description="Extraction requests written by chat turns (through the outbox).",
