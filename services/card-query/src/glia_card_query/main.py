@@ -11,6 +11,7 @@ from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from sqlalchemy import text
 
 from glia_card_query.api import cards
+from glia_card_query.events import CardEventHub
 from glia_common.auth import TokenVerifier
 from glia_common.db import create_engine, create_sessionmaker
 from glia_common.messaging import build_broker
@@ -39,10 +40,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.token_verifier = TokenVerifier(settings)
         app.state.broker = broker
+        app.state.card_events = CardEventHub(settings.database_url)
+        app.state.card_events.start()
         log.info("card_query.started")
         try:
             yield
         finally:
+            await app.state.card_events.stop()
             await broker.stop()
             await engine.dispose()
             shutdown_telemetry()

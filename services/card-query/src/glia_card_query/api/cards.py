@@ -1,17 +1,24 @@
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+from pydantic import BaseModel
 
 from glia_card_query.api.schemas import CardKindName, CardOut, CardPage, FreshnessOut
 from glia_card_query.deps import ReadSession
+from glia_card_query.events import CardEventHub
+from glia_common.db import user_transaction
 from glia_common.repositories import CardRepository
 from glia_common.repositories.card_reads import CardReadRepository, StaleCursor
 from glia_common.repositories.cursor import InvalidCursor
 from glia_common.web.problems import PROBLEM_RESPONSES, ProblemError, not_found
+from glia_common.web.security import CurrentPrincipal
 
 router = APIRouter(prefix="/v1/cards", tags=["cards"], responses=PROBLEM_RESPONSES)
 
@@ -85,6 +92,67 @@ async def list_cards(
     response.headers["ETag"] = etag
     response.headers["Cache-Control"] = "private, no-cache"
     return body
+
+
+class CardsUpdated(BaseModel):
+    conversation_id: uuid.UUID
+    extraction: FreshnessOut
+
+
+HEARTBEAT_S = 10.0
+
+
+async def _owned_freshness(
+    request: Request, user_id: str, conversation_id: uuid.UUID
+) -> FreshnessOut | None:
+    async with user_transaction(request.app.state.sessionmaker, user_id, read_only=True) as session:
+        fresh = await CardRepository.from_session(session).freshness(conversation_id)
+    if fresh is None:
+        return None
+    return FreshnessOut(
+        state=fresh.state, source_hash=fresh.source_hash, derived_at=fresh.derived_at
+    )
+
+
+async def _events_target(
+    request: Request, principal: CurrentPrincipal, conversation_id: uuid.UUID
+) -> tuple[str, uuid.UUID]:
+    """Checked before the stream starts, so a foreign or missing conversation is a plain 404."""
+    if await _owned_freshness(request, principal.user_id, conversation_id) is None:
+        raise not_found("conversation")
+    return principal.user_id, conversation_id
+
+
+@router.get(
+    "/events",
+    response_class=EventSourceResponse,
+    summary="Live updates: a `cards.updated` event whenever the conversation's cards are replaced",
+)
+async def card_events(
+    request: Request, target: Annotated[tuple[str, uuid.UUID], Depends(_events_target)]
+) -> AsyncIterator[ServerSentEvent]:
+    user_id, conversation_id = target
+    hub: CardEventHub = request.app.state.card_events
+    next_id = 0
+    with hub.subscribe(user_id, conversation_id) as updates:
+        yield ServerSentEvent(comment="subscribed")
+        while True:
+            try:
+                await asyncio.wait_for(updates.get(), HEARTBEAT_S)
+            except TimeoutError:
+                yield ServerSentEvent(comment="ping")
+                continue
+            freshness = await _owned_freshness(request, user_id, conversation_id)
+            if freshness is None:  # the conversation was deleted
+                return
+            yield ServerSentEvent(
+                event="cards.updated",
+                id=str(next_id),
+                raw_data=CardsUpdated(
+                    conversation_id=conversation_id, extraction=freshness
+                ).model_dump_json(),
+            )
+            next_id += 1
 
 
 @router.get("/{card_id}", response_model=CardOut, responses=NOT_MODIFIED)
