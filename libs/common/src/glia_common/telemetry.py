@@ -110,9 +110,15 @@ def _span_exporters() -> list[SpanExporter]:
 def configure_tracing(service_name: str) -> TracerProvider:
     attributes = {} if os.environ.get("OTEL_SERVICE_NAME") else {"service.name": service_name}
     provider = TracerProvider(resource=Resource.create(attributes))
-    for exporter in _span_exporters():
+    exporters = _span_exporters()
+    for exporter in exporters:
         provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
+    if exporters:
+        # Database spans only when someone will see them: they cost on every query.
+        from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+
+        AsyncPGInstrumentor().instrument(tracer_provider=provider)
     return provider
 
 

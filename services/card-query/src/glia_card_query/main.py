@@ -18,6 +18,7 @@ from glia_common.messaging import build_broker
 from glia_common.settings import Settings, get_settings
 from glia_common.telemetry import configure_telemetry, get_logger, shutdown_telemetry
 from glia_common.web.health import health_router
+from glia_common.web.metrics import install_metrics
 from glia_common.web.problems import install_problem_handlers
 from glia_common.web.request_id import RequestIdMiddleware
 
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health_router(lambda: {"database": database_ready, "broker": broker_ready}))
     app.include_router(cards.router)
     FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
+    install_metrics(app)
     app.add_middleware(RequestIdMiddleware)
     return app
 

@@ -8,8 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import uvicorn
-from fastapi import FastAPI, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from fastapi import FastAPI
 from sqlalchemy import text
 
 from glia_common.db import create_engine, create_sessionmaker
@@ -18,6 +17,7 @@ from glia_common.messaging import build_broker, declare_topology
 from glia_common.settings import Settings, get_settings
 from glia_common.telemetry import configure_telemetry, get_logger, shutdown_telemetry
 from glia_common.web.health import health_router
+from glia_common.web.metrics import install_metrics
 from glia_common.web.request_id import RequestIdMiddleware
 from glia_extractor.extraction.llm import LlmExtractor
 from glia_extractor.extraction.service import ExtractionService
@@ -108,11 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return bool(await app.state.broker.ping(timeout=1.0))
 
     app.include_router(health_router(lambda: {"database": database_ready, "broker": broker_ready}))
-
-    @app.get("/metrics", include_in_schema=False)
-    async def metrics_endpoint() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
+    install_metrics(app)
     app.add_middleware(RequestIdMiddleware)
     return app
 

@@ -5,6 +5,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated
 
+import structlog
 from fastapi import APIRouter, Depends, Header
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from opentelemetry import trace
@@ -55,6 +56,7 @@ async def _start_turn(
     idempotency_key: IdempotencyKey = None,
 ) -> NewTurn | RecordedTurn:
     """Everything that can fail before the stream starts, answered as a plain problem."""
+    structlog.contextvars.bind_contextvars(conversation_id=str(conversation_id))
     try:
         async with user_transaction(sessionmaker, principal.user_id) as session:
             return await begin_turn(

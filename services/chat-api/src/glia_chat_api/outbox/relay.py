@@ -18,6 +18,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from glia_chat_api import metrics
 from glia_common.db import system_transaction
 from glia_common.messaging import EXCHANGE, declare_topology
 from glia_common.models import OutboxMessage
@@ -29,7 +30,8 @@ log = get_logger(__name__)
 
 PUBLISH_TIMEOUT_S = 5.0
 MAX_BACKOFF_S = 10.0
-SWEEP_INTERVAL_S = 30.0
+STATS_INTERVAL_S = 5.0
+SWEEP_EVERY_ROUNDS = 6  # every 30 s
 PURGE_SENT_AFTER_S = 24 * 3600.0
 
 
@@ -123,6 +125,8 @@ class OutboxRelay:
             )
             sent = [row.id for row, r in zip(rows, results, strict=True) if r is None]
             failed = [row.id for row, r in zip(rows, results, strict=True) if r is not None]
+            metrics.OUTBOX_PUBLISHED.inc(len(sent))
+            metrics.OUTBOX_FAILURES.inc(len(failed))
             if sent:
                 await outbox.mark_sent(sent)
             if failed:
@@ -151,23 +155,37 @@ class OutboxRelay:
             otel_context.detach(token)
 
     async def _maintain(self) -> None:
-        """Settle turns abandoned by a dead process, and forget old sent rows."""
+        """Report the backlog; settle turns abandoned by a dead process; forget old sent rows."""
+        rounds = 0
         while True:
             try:
                 async with system_transaction(self._sessionmaker) as session:
-                    swept = await TurnRepository.from_session(session).abandon_stale(
-                        self._turn_stale_after_s
-                    )
-                    purged = await OutboxRepository.from_session(session).purge_sent(
-                        PURGE_SENT_AFTER_S
-                    )
-                if swept:
-                    log.warning("turns.abandoned_settled", count=swept)
-                    self.wake()
-                if purged:
-                    log.info("outbox.purged", count=purged)
+                    backlog, oldest_age_s = await OutboxRepository.from_session(session).stats()
+                metrics.OUTBOX_BACKLOG.set(backlog)
+                metrics.OUTBOX_OLDEST_AGE.set(oldest_age_s)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("outbox.maintenance_error", error=type(exc).__name__)
-            await asyncio.sleep(SWEEP_INTERVAL_S)
+                log.warning("outbox.stats_error", error=type(exc).__name__)
+            rounds += 1
+            if rounds % SWEEP_EVERY_ROUNDS == 1:
+                await self._sweep()
+            await asyncio.sleep(STATS_INTERVAL_S)
+
+    async def _sweep(self) -> None:
+        try:
+            async with system_transaction(self._sessionmaker) as session:
+                swept = await TurnRepository.from_session(session).abandon_stale(
+                    self._turn_stale_after_s
+                )
+                purged = await OutboxRepository.from_session(session).purge_sent(PURGE_SENT_AFTER_S)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("outbox.maintenance_error", error=type(exc).__name__)
+            return
+        if swept:
+            log.warning("turns.abandoned_settled", count=swept)
+            self.wake()
+        if purged:
+            log.info("outbox.purged", count=purged)

@@ -19,6 +19,7 @@ from fastapi.sse import ServerSentEvent
 from opentelemetry import propagate
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from glia_chat_api import metrics
 from glia_chat_api.llm import ChatError, ChatModel
 from glia_chat_api.streaming.sse import DoneData, ErrorData, EventSequence, StartData
 from glia_chat_api.turns import NewTurn, RecordedTurn, TurnOutcome, settle_turn
@@ -74,10 +75,16 @@ class TurnRunner:
         task = asyncio.create_task(self._drive(turn, queue), name=f"turn-{turn.turn_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        metrics.ACTIVE_STREAMS.inc()
+        started = time.perf_counter()
+        first_delta = True
         try:
             while True:
                 item = await queue.get()
                 if isinstance(item, _Delta):
+                    if first_delta:
+                        metrics.FIRST_TOKEN.observe(time.perf_counter() - started)
+                        first_delta = False
                     yield events.delta(item.text)
                     continue
                 outcome = item.outcome
@@ -107,6 +114,7 @@ class TurnRunner:
                     )
                 return
         finally:
+            metrics.ACTIVE_STREAMS.dec()
             # The client went away (or the server is stopping): stop the model; the
             # driver settles the message as incomplete.
             if not task.done():
@@ -180,6 +188,7 @@ class TurnRunner:
             )
         # Shielded: a second cancellation must not lose the final state.
         stored = await asyncio.shield(self._settle(turn, outcome))
+        metrics.TURNS.labels(outcome.status if stored else "unsaved").inc()
         out.put_nowait(_End(outcome, stored))
 
     async def _checkpoint(self, turn: NewTurn, text: str) -> None:
