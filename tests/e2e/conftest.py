@@ -13,6 +13,7 @@ import pytest
 
 from glia_e2e.processes import Process, base_env, free_port
 from glia_fakes.fake_llm import FakeLLMControl
+from glia_fakes.otlp_sink import OtlpSink
 
 
 @dataclass
@@ -23,6 +24,7 @@ class System:
     llm: Process
     llm_control: FakeLLMControl
     env: dict[str, str]
+    traces: OtlpSink
 
     def client(self, which: str) -> httpx.AsyncClient:
         base = {"chat": self.chat.url, "cards": self.cards.url}[which]
@@ -34,6 +36,8 @@ def system(
     infra: Any, jwt_secret: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[System]:
     logs = tmp_path_factory.mktemp("e2e-logs")
+    # Every process exports its spans here, as they would to Jaeger.
+    sink = OtlpSink().start()
     llm_port = free_port()
     llm = Process(
         "fake-llm",
@@ -56,6 +60,7 @@ def system(
             "GLIA_RECONCILE_INTERVAL_S": "2",
             "GLIA_RECONCILE_GRACE_S": "3",
             "GLIA_OUTBOX_POLL_INTERVAL_S": "0.5",
+            **sink.env(),
         }
     )
     migrate = Process("migrate", ["glia-migrate"], env, Path(logs / "migrate.log"))
@@ -84,10 +89,11 @@ def system(
             started.append(p)
         for p in (chat, extractor, cards):
             p.wait_ready()
-        yield System(chat, extractor, cards, llm, FakeLLMControl(llm.url), env)
+        yield System(chat, extractor, cards, llm, FakeLLMControl(llm.url), env, sink)
     finally:
         for p in reversed(started):
             p.stop()
+        sink.stop()
 
 
 @pytest.fixture

@@ -133,3 +133,66 @@ async def test_each_service_logs_json_with_correlation_ids(sys_: Any, mint: Any,
     assert card_lines and all({"request_id", "trace_id", "span_id"} <= set(ln) for ln in card_lines)
     for process in (sys_.chat, sys_.extractor, sys_.cards):
         assert "secret words" not in "\n".join(process.log_lines())
+
+
+async def test_one_trace_from_chat_request_to_extraction_run(
+    sys_: Any, mint: Any, user: str, admin_db: Any
+) -> None:
+    from glia_fakes.otlp_sink import chain
+
+    token = mint(user)
+    cid = await turn_and_wait(sys_, token, "Trace this turn, please.")
+    run = await admin_db.fetchrow(
+        "SELECT trace_id FROM extraction_runs WHERE conversation_id = $1", uuid.UUID(cid)
+    )
+    trace_id = run["trace_id"]
+    messages = await admin_db.fetch(
+        "SELECT request_id, trace_id FROM turns WHERE conversation_id = $1", uuid.UUID(cid)
+    )
+    assert [m["trace_id"] for m in messages] == [trace_id], "the SSE start event's trace id"
+
+    def complete(spans: list[Any]) -> bool:
+        names = {(s.service, s.name) for s in spans}
+        return any(
+            svc == "glia-extractor" and name == "extraction write cards" for svc, name in names
+        ) and any(
+            svc == "glia-chat-api" and s_kind == "PRODUCER"
+            for svc, s_kind in ((s.service, s.kind) for s in spans)
+        )
+
+    spans = sys_.traces.wait_for(complete, timeout_s=20, trace_id=trace_id)
+    by_service = {s.service for s in spans}
+    assert {"glia-chat-api", "glia-extractor"} <= by_service
+
+    server = next(
+        s
+        for s in spans
+        if s.service == "glia-chat-api" and s.kind == "SERVER" and s.parent_span_id is None
+    )
+    assert "messages" in server.name
+    chat_llm = next(
+        s
+        for s in spans
+        if s.service == "glia-chat-api" and s.kind == "CLIENT" and s.name.startswith("chat ")
+    )
+    assert (
+        chat_llm.attributes["gen_ai.request.model"] and chat_llm.attributes["gen_ai.provider.name"]
+    )
+    publish = next(s for s in spans if s.service == "glia-chat-api" and s.kind == "PRODUCER")
+    consume = next(s for s in spans if s.service == "glia-extractor" and s.kind == "CONSUMER")
+    run_span = next(s for s in spans if s.name == "extraction run")
+    llm_span = next(
+        s for s in spans if s.service == "glia-extractor" and s.name.startswith("chat ")
+    )
+    write = next(s for s in spans if s.name == "extraction write cards")
+
+    # The parent chain is intact across the queue: write -> run -> consume -> publish -> request.
+    ancestry = [s.span_id for s in chain(spans, write)]
+    for span in (run_span, consume, publish, server):
+        assert span.span_id in ancestry, span.describe()
+    assert chain(spans, write)[-1].span_id == server.span_id
+    assert run_span.span_id in [s.span_id for s in chain(spans, llm_span)]
+    assert llm_span.attributes["gen_ai.request.model"] == "gpt-4o-mini"
+    assert llm_span.status_code != 2 and llm_span.attributes["glia.llm.outcome"] == "ok"
+    assert chat_llm.attributes["glia.llm.outcome"] == "ok"
+    assert llm_span.attributes["gen_ai.usage.input_tokens"] > 0

@@ -118,7 +118,7 @@ def configure_tracing(service_name: str) -> TracerProvider:
         # Database spans only when someone will see them: they cost on every query.
         from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 
-        AsyncPGInstrumentor().instrument(tracer_provider=provider)
+        AsyncPGInstrumentor().instrument(tracer_provider=provider)  # type: ignore[no-untyped-call]
     return provider
 
 

@@ -319,12 +319,13 @@ def format_spans(spans: Iterable[Span], limit: int = _DUMP_LIMIT) -> str:
     shown = 0
     for trace_id, members in _group(spans).items():
         if shown >= limit:
-            lines.append(f"  ... ({len(spans) - shown} more spans not shown)")
             break
         lines.append(f"  trace {trace_id} ({len(members)} spans)")
         span_lines = _trace_lines(members)[: limit - shown]
         lines.extend(span_lines)
         shown += len(span_lines)
+    if shown < len(spans):
+        lines.append(f"  ... ({len(spans) - shown} more spans not shown)")
     return "\n".join(lines)
 
 

@@ -13,6 +13,11 @@ from contextvars import ContextVar
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from glia_common.telemetry import get_logger
+from glia_common.web.problems import problem_response
+
+log = get_logger("glia.http")
+
 REQUEST_ID_HEADER = "x-request-id"
 _SANE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/+=-]{0,127}$")
 
@@ -46,8 +51,12 @@ class RequestIdMiddleware:
         token = request_id_var.set(request_id)
         structlog.contextvars.bind_contextvars(request_id=request_id)
 
+        started = False
+
         async def send_with_id(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 headers = [(k, v) for k, v in message.get("headers", ()) if k != b"x-request-id"]
                 headers.append((b"x-request-id", request_id.encode("latin-1")))
                 message["headers"] = headers
@@ -55,6 +64,14 @@ class RequestIdMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            # Answer unexpected errors here, inside the request's context, so even a 500
+            # is a problem detail that carries the request id.
+            log.exception("http.unhandled_error")
+            if started:
+                raise
+            response = problem_response(500, "an unexpected error occurred", "internal_error")
+            await response(scope, receive, send_with_id)
         finally:
             structlog.contextvars.unbind_contextvars("request_id")
             request_id_var.reset(token)

@@ -71,6 +71,7 @@ class OpenAIChat:
             except Exception as exc:
                 error = chat_error(exc)
                 span.set_attribute("error.type", error.failure_class)
+                span.set_attribute("glia.llm.outcome", error.failure_class)
                 span.set_status(trace.Status(trace.StatusCode.ERROR, error.failure_class))
                 raise error from exc
             if finish is None:
@@ -81,9 +82,11 @@ class OpenAIChat:
                     failure_class="provider_error",
                 )
                 span.set_attribute("error.type", error.failure_class)
+                span.set_attribute("glia.llm.outcome", error.failure_class)
                 raise error
             reason: Literal["stop", "length"] = "length" if finish == "length" else "stop"
             span.set_attribute("gen_ai.response.finish_reasons", [finish])
+            span.set_attribute("glia.llm.outcome", "ok")
             if usage:
                 span.set_attribute("gen_ai.usage.input_tokens", int(usage.get("prompt_tokens", 0)))
                 span.set_attribute(

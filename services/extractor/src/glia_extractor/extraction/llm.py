@@ -175,11 +175,13 @@ class LlmExtractor:
                 cards = parse_cards(response.choices[0].message.content, messages)
             except ExtractionFailed as exc:
                 span.set_attribute("error.type", exc.failure_class)
+                span.set_attribute("glia.llm.outcome", exc.failure_class)
                 span.set_status(trace.Status(trace.StatusCode.ERROR, exc.failure_class))
                 raise
             except Exception as exc:
                 failure_class = classify_llm_error(exc)
                 span.set_attribute("error.type", failure_class)
+                span.set_attribute("glia.llm.outcome", failure_class)
                 span.set_status(trace.Status(trace.StatusCode.ERROR, failure_class))
                 raise ExtractionFailed(failure_class, f"{type(exc).__name__}: {exc}"[:500]) from exc
             usage = response.usage.model_dump(exclude_none=True) if response.usage else None
@@ -189,4 +191,5 @@ class LlmExtractor:
                     "gen_ai.usage.output_tokens", int(usage.get("completion_tokens", 0))
                 )
             span.set_attribute("glia.extraction.cards", len(cards))
+            span.set_attribute("glia.llm.outcome", "ok")
             return LlmResult(cards, int((time.perf_counter() - started) * 1000), usage)

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Literal, cast
 
+from opentelemetry import trace
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
@@ -32,6 +33,7 @@ from glia_extractor.extraction.rules import extract_cards
 from glia_extractor.extraction.types import CardDraft, SourceMessage
 
 log = get_logger(__name__)
+tracer = trace.get_tracer("glia.extractor")
 
 Role = Literal["user", "assistant"]
 RULES_PROVIDER = "rules"
@@ -83,13 +85,24 @@ class ExtractionService:
 
     async def run(self, job: ExtractionJob) -> Outcome:
         conversation_id = job.request.conversation_id
-        async with self._engine.connect() as conn:
-            if not await self._lock(conn, conversation_id):
-                return Outcome.BUSY
-            try:
-                return await self._run_locked(conn, job)
-            finally:
-                await self._unlock(conn, conversation_id)
+        with tracer.start_as_current_span(
+            "extraction run",
+            attributes={
+                "glia.conversation_id": str(conversation_id),
+                "glia.request_id": job.request.request_id,
+                "glia.replay": job.replay,
+            },
+        ) as span:
+            async with self._engine.connect() as conn:
+                if not await self._lock(conn, conversation_id):
+                    outcome = Outcome.BUSY
+                else:
+                    try:
+                        outcome = await self._run_locked(conn, job)
+                    finally:
+                        await self._unlock(conn, conversation_id)
+            span.set_attribute("glia.extraction.outcome", outcome.value)
+            return outcome
 
     async def _lock(self, conn: AsyncConnection, conversation_id: uuid.UUID) -> bool:
         try:
@@ -152,51 +165,62 @@ class ExtractionService:
             origin = "fallback"
         latency_ms = int((time.perf_counter() - started) * 1000)
 
-        try:
-            async with AsyncSession(bind=conn, expire_on_commit=False) as session, session.begin():
-                await set_user_scope(session, request.user_id)
-                if (
-                    await ConversationRepository.from_session(session).get(request.conversation_id)
-                    is None
+        with tracer.start_as_current_span(
+            "extraction write cards",
+            attributes={"glia.cards": len(drafts), "glia.cards.origin": origin},
+        ):
+            try:
+                async with (
+                    AsyncSession(bind=conn, expire_on_commit=False) as session,
+                    session.begin(),
                 ):
-                    return Outcome.NO_CONVERSATION  # deleted during the run; its runs went with it
-                cards = CardRepository.from_session(session)
-                state = await cards.state(request.conversation_id, for_update=True)
-                if state is not None and state.source_message_count > len(claim.messages):
-                    # Never replace cards derived from a newer source with older ones.
+                    await set_user_scope(session, request.user_id)
+                    if (
+                        await ConversationRepository.from_session(session).get(
+                            request.conversation_id
+                        )
+                        is None
+                    ):
+                        return (
+                            Outcome.NO_CONVERSATION
+                        )  # deleted during the run; its runs went with it
+                    cards = CardRepository.from_session(session)
+                    state = await cards.state(request.conversation_id, for_update=True)
+                    if state is not None and state.source_message_count > len(claim.messages):
+                        # Never replace cards derived from a newer source with older ones.
+                        await RunRepository.from_session(session).finish(
+                            claim.run_id,
+                            status="succeeded",
+                            latency_ms=latency_ms,
+                            fallback_used=origin == "fallback",
+                            failure_class=failure_class,
+                            error="superseded: cards from a newer source were kept",
+                            card_count=0,
+                        )
+                        return Outcome.SUPERSEDED
+                    await cards.replace(
+                        conversation_id=request.conversation_id,
+                        user_id=request.user_id,
+                        run_id=claim.run_id,
+                        source_hash=claim.source_hash,
+                        source_message_count=len(claim.messages),
+                        cards=[
+                            NewCard(d.kind, d.title, d.body, origin, d.source_message_ids)
+                            for d in drafts
+                        ],
+                    )
                     await RunRepository.from_session(session).finish(
                         claim.run_id,
                         status="succeeded",
                         latency_ms=latency_ms,
                         fallback_used=origin == "fallback",
                         failure_class=failure_class,
-                        error="superseded: cards from a newer source were kept",
-                        card_count=0,
+                        error=error,
+                        card_count=len(drafts),
                     )
-                    return Outcome.SUPERSEDED
-                await cards.replace(
-                    conversation_id=request.conversation_id,
-                    user_id=request.user_id,
-                    run_id=claim.run_id,
-                    source_hash=claim.source_hash,
-                    source_message_count=len(claim.messages),
-                    cards=[
-                        NewCard(d.kind, d.title, d.body, origin, d.source_message_ids)
-                        for d in drafts
-                    ],
-                )
-                await RunRepository.from_session(session).finish(
-                    claim.run_id,
-                    status="succeeded",
-                    latency_ms=latency_ms,
-                    fallback_used=origin == "fallback",
-                    failure_class=failure_class,
-                    error=error,
-                    card_count=len(drafts),
-                )
-        except Exception as exc:
-            await self._record_failure(conn, request.user_id, claim.run_id, exc)
-            raise
+            except Exception as exc:
+                await self._record_failure(conn, request.user_id, claim.run_id, exc)
+                raise
         metrics.RUNS.labels("succeeded", failure_class or "none").inc()
         if origin == "fallback":
             metrics.FALLBACKS.inc()
