@@ -74,7 +74,13 @@ def async_database_url(url: str) -> str:
     scheme = parts.scheme.split("+", 1)[0]
     if scheme not in ("postgresql", "postgres"):
         raise ValueError(f"not a PostgreSQL URL: {parts.scheme}://...")
-    return urlunsplit(parts._replace(scheme="postgresql+asyncpg"))
+    # libpq's sslmode is spelled ssl for asyncpg under SQLAlchemy.
+    query = "&".join(
+        "ssl=" + pair.split("=", 1)[1] if pair.startswith("sslmode=") else pair
+        for pair in parts.query.split("&")
+        if pair
+    )
+    return urlunsplit(parts._replace(scheme="postgresql+asyncpg", query=query))
 
 
 def with_database(url: str, database: str) -> str:

@@ -1,0 +1,53 @@
+"""Settings come from GLIA_* variables; database URLs are plain postgresql:// URLs."""
+
+from __future__ import annotations
+
+import pytest
+
+from glia_common.settings import Settings, async_database_url, with_database
+
+
+def test_defaults_match_the_contract(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("GLIA_DATABASE_URL", "GLIA_AMQP_URL", "GLIA_JWT_AUDIENCE", "GLIA_HTTP_HOST"):
+        monkeypatch.delenv(name, raising=False)
+    s = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert s.database_url == "postgresql://glia_app:glia_app@127.0.0.1:5432/glia"
+    assert s.database_admin_url == "postgresql://postgres@127.0.0.1:5432/postgres"
+    assert s.amqp_url == "amqp://guest:guest@127.0.0.1:5672/"
+    assert (s.http_host, s.http_port, s.jwt_audience) == ("127.0.0.1", None, "glia")
+    assert not s.llm_configured
+
+
+def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GLIA_HTTP_PORT", "9123")
+    monkeypatch.setenv("GLIA_LLM_API_KEY", "sk-test")
+    monkeypatch.setenv("GLIA_LLM_TIMEOUT_S", "2.5")
+    s = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert s.http_port == 9123 and s.llm_configured and s.llm_timeout_s == 2.5
+
+
+def test_bad_values_are_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GLIA_HTTP_PORT", "not-a-port")
+    with pytest.raises(ValueError):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgresql://u:p@h:5432/db", "postgresql+asyncpg://u:p@h:5432/db"),
+        ("postgres://u@h/db", "postgresql+asyncpg://u@h/db"),
+        ("postgresql://u@h/db?sslmode=require", "postgresql+asyncpg://u@h/db?ssl=require"),
+    ],
+)
+def test_async_database_url(url: str, expected: str) -> None:
+    assert async_database_url(url) == expected
+
+
+def test_async_database_url_refuses_other_schemes() -> None:
+    with pytest.raises(ValueError):
+        async_database_url("mysql://u@h/db")
+
+
+def test_with_database_swaps_only_the_name() -> None:
+    assert with_database("postgresql://u:p@h:1/a?x=1", "b") == "postgresql://u:p@h:1/b?x=1"
