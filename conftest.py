@@ -21,6 +21,7 @@ import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
@@ -261,3 +262,21 @@ async def serve() -> AsyncIterator[object]:
     yield start
     for s in reversed(served):
         await s.stop()
+
+
+@pytest.fixture(scope="session")
+async def fake_llm() -> AsyncIterator[Any]:
+    """The fake OpenAI-compatible server, in this test process."""
+    from glia_fakes.fake_llm import FakeLLM
+
+    server = FakeLLM()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def llm(fake_llm: Any) -> Any:
+    """The fake LLM with its faults cleared for this test."""
+    fake_llm.reset()
+    return fake_llm

@@ -8,23 +8,6 @@ import pytest
 
 from glia_chat_api.main import create_app
 
-
-@pytest.fixture(scope="session")
-async def fake_llm() -> AsyncIterator[Any]:
-    from glia_fakes.fake_llm import FakeLLM
-
-    server = FakeLLM()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
-async def llm(fake_llm: Any) -> Any:
-    fake_llm.reset()
-    return fake_llm
-
-
 StartChat = Callable[..., Awaitable[httpx.AsyncClient]]
 
 

@@ -16,20 +16,6 @@ from glia_extractor.extraction.service import ExtractionJob, ExtractionService
 from glia_fakes.fake_llm import FakeLLM
 
 
-@pytest.fixture(scope="session")
-async def fake_llm() -> AsyncIterator[FakeLLM]:
-    server = FakeLLM()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
-async def llm(fake_llm: FakeLLM) -> FakeLLM:
-    fake_llm.reset()
-    return fake_llm
-
-
 @pytest.fixture
 async def db(settings: Any) -> AsyncIterator[Any]:
     engine = create_engine(settings)

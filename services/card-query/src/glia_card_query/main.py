@@ -5,10 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import uvicorn
 from fastapi import FastAPI
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-from sqlalchemy import text
 
 from glia_card_query.api import cards
 from glia_card_query.events import CardEventHub
@@ -17,10 +14,7 @@ from glia_common.db import create_engine, create_sessionmaker
 from glia_common.messaging import build_broker
 from glia_common.settings import Settings, get_settings
 from glia_common.telemetry import configure_telemetry, get_logger, shutdown_telemetry
-from glia_common.web.health import health_router
-from glia_common.web.metrics import install_metrics
-from glia_common.web.problems import install_problem_handlers
-from glia_common.web.request_id import RequestIdMiddleware
+from glia_common.web.service import build_service_app, serve
 
 SERVICE_NAME = "glia-card-query"
 DEFAULT_PORT = 8001
@@ -52,43 +46,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await engine.dispose()
             shutdown_telemetry()
 
-    app = FastAPI(
+    return build_service_app(
         title="Glia card query API",
-        version="0.1.0",
         description="Cards derived from conversations (summary, facts, tasks, decisions, "
         "questions) and their freshness.",
         lifespan=lifespan,
+        routers=[cards.router],
+        connect_broker_for_readiness=True,
     )
-    install_problem_handlers(app)
-
-    async def database_ready() -> bool:
-        async with app.state.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
-        return True
-
-    async def broker_ready() -> bool:
-        # Connect lazily: card-query only needs to know the broker is reachable.
-        broker = app.state.broker
-        if not await broker.ping(timeout=1.0):
-            await broker.connect()
-        return bool(await broker.ping(timeout=1.0))
-
-    app.include_router(health_router(lambda: {"database": database_ready, "broker": broker_ready}))
-    app.include_router(cards.router)
-    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
-    install_metrics(app)
-    app.add_middleware(RequestIdMiddleware)
-    return app
 
 
 def run() -> None:
     settings = get_settings()
-    uvicorn.run(
-        create_app(settings),
-        host=settings.http_host,
-        port=settings.http_port or DEFAULT_PORT,
-        log_config=None,
-    )
+    serve(create_app(settings), settings, DEFAULT_PORT, graceful_timeout_s=10)
 
 
 if __name__ == "__main__":

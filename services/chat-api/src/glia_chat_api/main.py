@@ -5,10 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import uvicorn
 from fastapi import FastAPI
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-from sqlalchemy import text
 
 from glia_chat_api.api import conversations, messages
 from glia_chat_api.llm import ChatModel, LocalResponder, OpenAIChat
@@ -20,10 +17,7 @@ from glia_common.llm import build_openai_client, provider_name
 from glia_common.messaging import build_broker
 from glia_common.settings import Settings, get_settings
 from glia_common.telemetry import configure_telemetry, get_logger, shutdown_telemetry
-from glia_common.web.health import health_router
-from glia_common.web.metrics import install_metrics
-from glia_common.web.problems import install_problem_handlers
-from glia_common.web.request_id import RequestIdMiddleware
+from glia_common.web.service import build_service_app, serve
 
 SERVICE_NAME = "glia-chat-api"
 DEFAULT_PORT = 8000
@@ -75,41 +69,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await engine.dispose()
             shutdown_telemetry()
 
-    app = FastAPI(
+    return build_service_app(
         title="Glia chat API",
-        version="0.1.0",
         description="Authenticated conversations with an assistant, streamed over "
         "Server-Sent Events.",
         lifespan=lifespan,
+        routers=[conversations.router, messages.router],
     )
-    install_problem_handlers(app)
-
-    async def database_ready() -> bool:
-        async with app.state.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
-        return True
-
-    async def broker_ready() -> bool:
-        return bool(await app.state.broker.ping(timeout=1.0))
-
-    app.include_router(health_router(lambda: {"database": database_ready, "broker": broker_ready}))
-    app.include_router(conversations.router)
-    app.include_router(messages.router)
-    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
-    install_metrics(app)
-    app.add_middleware(RequestIdMiddleware)
-    return app
 
 
 def run() -> None:
     settings = get_settings()
-    uvicorn.run(
-        create_app(settings),
-        host=settings.http_host,
-        port=settings.http_port or DEFAULT_PORT,
-        log_config=None,
-        timeout_graceful_shutdown=int(DRAIN_TIMEOUT_S) + 5,
-    )
+    serve(create_app(settings), settings, DEFAULT_PORT, graceful_timeout_s=DRAIN_TIMEOUT_S + 5)
 
 
 if __name__ == "__main__":

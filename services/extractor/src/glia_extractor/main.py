@@ -7,18 +7,14 @@ import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import uvicorn
 from fastapi import FastAPI
-from sqlalchemy import text
 
 from glia_common.db import create_engine, create_sessionmaker
 from glia_common.llm import build_openai_client, provider_name
 from glia_common.messaging import build_broker, declare_topology
 from glia_common.settings import Settings, get_settings
 from glia_common.telemetry import configure_telemetry, get_logger, shutdown_telemetry
-from glia_common.web.health import health_router
-from glia_common.web.metrics import install_metrics
-from glia_common.web.request_id import RequestIdMiddleware
+from glia_common.web.service import build_service_app, serve
 from glia_extractor.extraction.llm import LlmExtractor
 from glia_extractor.extraction.service import ExtractionService
 from glia_extractor.handlers.extraction import register
@@ -97,30 +93,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await engine.dispose()
             shutdown_telemetry()
 
-    app = FastAPI(title="Glia extractor", version="0.1.0", lifespan=lifespan)
-
-    async def database_ready() -> bool:
-        async with app.state.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
-        return True
-
-    async def broker_ready() -> bool:
-        return bool(await app.state.broker.ping(timeout=1.0))
-
-    app.include_router(health_router(lambda: {"database": database_ready, "broker": broker_ready}))
-    install_metrics(app)
-    app.add_middleware(RequestIdMiddleware)
-    return app
+    return build_service_app(
+        title="Glia extractor",
+        description="Extraction worker: health, readiness and metrics.",
+        lifespan=lifespan,
+    )
 
 
 def run() -> None:
     settings = get_settings()
-    uvicorn.run(
-        create_app(settings),
-        host=settings.http_host,
-        port=settings.http_port or DEFAULT_PORT,
-        log_config=None,
-        timeout_graceful_shutdown=int(settings.llm_timeout_s) + 15,
+    serve(
+        create_app(settings), settings, DEFAULT_PORT, graceful_timeout_s=settings.llm_timeout_s + 15
     )
 
 

@@ -1,0 +1,70 @@
+"""The frame every Glia HTTP process shares: problem details, health and readiness,
+metrics, request ids and tracing around the service's own routes; and how it is served."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import uvicorn
+from fastapi import APIRouter, FastAPI
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from sqlalchemy import text
+
+from glia_common.settings import Settings
+from glia_common.web.health import health_router
+from glia_common.web.metrics import install_metrics
+from glia_common.web.problems import install_problem_handlers
+from glia_common.web.request_id import RequestIdMiddleware
+
+VERSION = "0.1.0"
+
+
+async def database_ready(app: FastAPI) -> bool:
+    async with app.state.engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))
+    return True
+
+
+async def broker_ready(app: FastAPI, *, connect: bool) -> bool:
+    broker = app.state.broker
+    if connect and not await broker.ping(timeout=1.0):
+        await broker.connect()  # a process that only checks reachability connects lazily
+    return bool(await broker.ping(timeout=1.0))
+
+
+def build_service_app(
+    *,
+    title: str,
+    description: str,
+    lifespan: Any,
+    routers: Sequence[APIRouter] = (),
+    connect_broker_for_readiness: bool = False,
+) -> FastAPI:
+    """A FastAPI app whose lifespan must set ``app.state.engine`` and ``app.state.broker``."""
+    app = FastAPI(title=title, version=VERSION, description=description, lifespan=lifespan)
+    install_problem_handlers(app)
+
+    async def database() -> bool:
+        return await database_ready(app)
+
+    async def broker() -> bool:
+        return await broker_ready(app, connect=connect_broker_for_readiness)
+
+    app.include_router(health_router(lambda: {"database": database, "broker": broker}))
+    for router in routers:
+        app.include_router(router)
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
+    install_metrics(app)
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+def serve(app: FastAPI, settings: Settings, default_port: int, graceful_timeout_s: float) -> None:
+    uvicorn.run(
+        app,
+        host=settings.http_host,
+        port=settings.http_port or default_port,
+        log_config=None,
+        timeout_graceful_shutdown=int(graceful_timeout_s),
+    )
