@@ -50,3 +50,23 @@ async def test_migrate_creates_database_and_is_idempotent(infra: Any) -> None:
         admin = await asyncpg.connect(admin_base)
         await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         await admin.close()
+
+
+async def test_models_and_migrations_agree(infra: Any) -> None:
+    """Autogenerate finds nothing to do: the ORM models and the migrations describe one schema."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from glia_common.models import Base
+    from glia_common.settings import async_database_url
+
+    engine = create_async_engine(async_database_url(infra.admin_url))
+    try:
+        async with engine.connect() as conn:
+            diff = await conn.run_sync(
+                lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata)
+            )
+    finally:
+        await engine.dispose()
+    assert diff == []

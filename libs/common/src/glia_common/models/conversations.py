@@ -8,6 +8,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Column,
     DateTime,
     ForeignKey,
     Identity,
@@ -42,7 +43,10 @@ class Conversation(Base):
     message_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     complete_message_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     # When the reconciler last re-requested extraction (it waits before asking again).
-    extraction_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # In the table but not in the mapper: only SQL functions use it, so ORM code keeps
+    # working against the schema before it existed (expand/contract).
+    extraction_requested_at = Column(DateTime(timezone=True), nullable=True)
+    __mapper_args__ = {"exclude_properties": ["extraction_requested_at"]}  # noqa: RUF012
 
     __table_args__ = (
         CheckConstraint("char_length(title) <= 200", name="title_length"),
