@@ -46,7 +46,7 @@ class Conversation(Base):
     # In the table but not in the mapper: only SQL functions use it, so ORM code keeps
     # working against the schema before it existed (expand/contract).
     extraction_requested_at = Column(DateTime(timezone=True), nullable=True)
-    __mapper_args__ = {"exclude_properties": ["extraction_requested_at"]}  # noqa: RUF012
+    __mapper_args__ = {"exclude_properties": ["extraction_requested_at"]}
 
     __table_args__ = (
         CheckConstraint("char_length(title) <= 200", name="title_length"),
