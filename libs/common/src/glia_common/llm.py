@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import openai
 from openai import AsyncOpenAI
+from opentelemetry import trace
+from opentelemetry.trace import Span
 from pydantic import ValidationError
 
 from glia_common.settings import Settings
@@ -50,3 +55,35 @@ def classify_llm_error(exc: BaseException) -> str:
     ):
         return "schema"
     return "provider_error"
+
+
+_tracer = trace.get_tracer("glia.llm")
+
+
+@contextmanager
+def llm_call_span(model: str, provider: str, **attributes: Any) -> Iterator[Span]:
+    """A CLIENT span for one LLM call, with the GenAI semantic-convention attributes."""
+    with _tracer.start_as_current_span(
+        f"chat {model}",
+        kind=trace.SpanKind.CLIENT,
+        attributes={
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": provider,
+            "gen_ai.request.model": model,
+            **attributes,
+        },
+    ) as span:
+        yield span
+
+
+def record_llm_outcome(
+    span: Span, failure_class: str | None, usage: dict[str, Any] | None = None
+) -> None:
+    """``failure_class`` None is success; usage carries the OpenAI token counts."""
+    span.set_attribute("glia.llm.outcome", failure_class or "ok")
+    if failure_class is not None:
+        span.set_attribute("error.type", failure_class)
+        span.set_status(trace.Status(trace.StatusCode.ERROR, failure_class))
+    if usage:
+        span.set_attribute("gen_ai.usage.input_tokens", int(usage.get("prompt_tokens", 0)))
+        span.set_attribute("gen_ai.usage.output_tokens", int(usage.get("completion_tokens", 0)))

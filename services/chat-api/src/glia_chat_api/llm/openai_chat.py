@@ -6,12 +6,9 @@ from collections.abc import AsyncGenerator
 from typing import Any, Literal
 
 from openai import AsyncOpenAI
-from opentelemetry import trace
 
 from glia_chat_api.llm.base import ChatChunk, ChatError, ChatTurnMessage
-from glia_common.llm import classify_llm_error
-
-tracer = trace.get_tracer("glia.chat.llm")
+from glia_common.llm import classify_llm_error, llm_call_span, record_llm_outcome
 
 _ERRORS = {
     "auth": ("llm_auth", "the language model rejected our credentials", False),
@@ -39,15 +36,7 @@ class OpenAIChat:
     async def stream(self, history: list[ChatTurnMessage]) -> AsyncGenerator[ChatChunk, None]:
         messages: list[Any] = [{"role": "system", "content": SYSTEM_PROMPT}]
         messages += [{"role": m.role, "content": m.content} for m in history]
-        with tracer.start_as_current_span(
-            f"chat {self.model}",
-            kind=trace.SpanKind.CLIENT,
-            attributes={
-                "gen_ai.operation.name": "chat",
-                "gen_ai.provider.name": self.provider,
-                "gen_ai.request.model": self.model,
-            },
-        ) as span:
+        with llm_call_span(self.model, self.provider) as span:
             finish: str | None = None
             usage: dict[str, Any] | None = None
             try:
@@ -70,9 +59,7 @@ class OpenAIChat:
                 raise
             except Exception as exc:
                 error = chat_error(exc)
-                span.set_attribute("error.type", error.failure_class)
-                span.set_attribute("glia.llm.outcome", error.failure_class)
-                span.set_status(trace.Status(trace.StatusCode.ERROR, error.failure_class))
+                record_llm_outcome(span, error.failure_class)
                 raise error from exc
             if finish is None:
                 error = ChatError(
@@ -81,15 +68,9 @@ class OpenAIChat:
                     retryable=True,
                     failure_class="provider_error",
                 )
-                span.set_attribute("error.type", error.failure_class)
-                span.set_attribute("glia.llm.outcome", error.failure_class)
+                record_llm_outcome(span, error.failure_class)
                 raise error
             reason: Literal["stop", "length"] = "length" if finish == "length" else "stop"
             span.set_attribute("gen_ai.response.finish_reasons", [finish])
-            span.set_attribute("glia.llm.outcome", "ok")
-            if usage:
-                span.set_attribute("gen_ai.usage.input_tokens", int(usage.get("prompt_tokens", 0)))
-                span.set_attribute(
-                    "gen_ai.usage.output_tokens", int(usage.get("completion_tokens", 0))
-                )
+            record_llm_outcome(span, None, usage)
             yield ChatChunk(finish_reason=reason, usage=usage)

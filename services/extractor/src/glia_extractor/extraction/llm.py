@@ -10,10 +10,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from openai import AsyncOpenAI
-from opentelemetry import trace
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from glia_common.llm import classify_llm_error
+from glia_common.llm import classify_llm_error, llm_call_span, record_llm_outcome
 from glia_extractor.extraction.types import (
     MAX_BODY_CHARS,
     MAX_CARDS,
@@ -21,8 +20,6 @@ from glia_extractor.extraction.types import (
     CardDraft,
     SourceMessage,
 )
-
-tracer = trace.get_tracer("glia.extractor.llm")
 
 # The prompt carries the newest messages up to this many characters.
 PROMPT_BUDGET_CHARS = 48_000
@@ -144,15 +141,8 @@ class LlmExtractor:
 
     async def extract(self, messages: Sequence[SourceMessage]) -> LlmResult:
         started = time.perf_counter()
-        with tracer.start_as_current_span(
-            f"chat {self.model}",
-            kind=trace.SpanKind.CLIENT,
-            attributes={
-                "gen_ai.operation.name": "chat",
-                "gen_ai.provider.name": self.provider,
-                "gen_ai.request.model": self.model,
-                "glia.extraction.messages": len(messages),
-            },
+        with llm_call_span(
+            self.model, self.provider, **{"glia.extraction.messages": len(messages)}
         ) as span:
             try:
                 response = await self._client.chat.completions.create(
@@ -174,22 +164,13 @@ class LlmExtractor:
                     raise ExtractionFailed("schema", "response without choices")
                 cards = parse_cards(response.choices[0].message.content, messages)
             except ExtractionFailed as exc:
-                span.set_attribute("error.type", exc.failure_class)
-                span.set_attribute("glia.llm.outcome", exc.failure_class)
-                span.set_status(trace.Status(trace.StatusCode.ERROR, exc.failure_class))
+                record_llm_outcome(span, exc.failure_class)
                 raise
             except Exception as exc:
                 failure_class = classify_llm_error(exc)
-                span.set_attribute("error.type", failure_class)
-                span.set_attribute("glia.llm.outcome", failure_class)
-                span.set_status(trace.Status(trace.StatusCode.ERROR, failure_class))
+                record_llm_outcome(span, failure_class)
                 raise ExtractionFailed(failure_class, f"{type(exc).__name__}: {exc}"[:500]) from exc
             usage = response.usage.model_dump(exclude_none=True) if response.usage else None
-            if usage:
-                span.set_attribute("gen_ai.usage.input_tokens", int(usage.get("prompt_tokens", 0)))
-                span.set_attribute(
-                    "gen_ai.usage.output_tokens", int(usage.get("completion_tokens", 0))
-                )
             span.set_attribute("glia.extraction.cards", len(cards))
-            span.set_attribute("glia.llm.outcome", "ok")
+            record_llm_outcome(span, None, usage)
             return LlmResult(cards, int((time.perf_counter() - started) * 1000), usage)
