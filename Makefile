@@ -4,7 +4,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 VENV := .venv/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup run test unit lint format e2e bench helm-lint clean
+.PHONY: setup run test unit lint format e2e bench helm-lint images clean
 
 setup: ## install uv if missing, then the whole workspace into .venv
 	@command -v uv >/dev/null 2>&1 || test -x $(HOME)/.local/bin/uv || python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
@@ -19,7 +19,7 @@ run: setup .env ## migrate, then run every service against the local PostgreSQL 
 	$(VENV)/glia-migrate
 	@bash scripts/run-all.sh
 
-test: setup ## every test: unit, integration (real PostgreSQL + RabbitMQ) and e2e
+test: setup helm-lint ## every test: unit, integration (real PostgreSQL + RabbitMQ) and e2e; the charts too
 	$(VENV)/pytest $(PYTEST_ARGS)
 
 unit: setup
@@ -33,9 +33,30 @@ lint: setup
 	$(VENV)/ruff format --check .
 	$(VENV)/mypy libs/common/src services/chat-api/src services/extractor/src services/card-query/src
 
+bench: setup ## performance benchmark against bare baselines (QUICK=1: under two minutes); not part of `make test`
+	$(VENV)/python -m bench.run $(if $(QUICK),--quick) $(BENCH_ARGS)
+
 format: setup
 	$(VENV)/ruff format .
 	$(VENV)/ruff check --fix .
+
+helm-lint: ## lint, render and validate every Helm chart (installs helm + kubernetes-validate into .tools/)
+	@bash deploy/helm/lint.sh
+
+IMAGE_PREFIX ?= glia/
+IMAGE_TAG ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
+
+images: ## build the service and migrations images (skipped when no Docker engine answers)
+	@if ! command -v docker >/dev/null 2>&1 || ! docker info >/dev/null 2>&1; then \
+	  echo "images: no Docker engine answers ('docker info' failed): skipping the image builds"; \
+	  exit 0; \
+	fi; \
+	set -e; \
+	for svc in chat-api extractor card-query; do \
+	  docker build -f services/$$svc/Dockerfile -t $(IMAGE_PREFIX)$$svc:$(IMAGE_TAG) .; \
+	done; \
+	docker build -f deploy/docker/migrations.Dockerfile -t $(IMAGE_PREFIX)migrations:$(IMAGE_TAG) .; \
+	echo "built $(IMAGE_PREFIX){chat-api,extractor,card-query,migrations}:$(IMAGE_TAG)"
 
 clean:
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,11 @@
+{{/* What this chart tells the glia-lib templates (see lib/templates/_names.tpl). */}}
+{{- define "glia.chart.spec" -}}
+component: worker
+serviceName: glia-extractor
+hook: false
+secretEnv:
+  - name: GLIA_DATABASE_URL
+  - name: GLIA_AMQP_URL
+  - name: GLIA_LLM_API_KEY
+    optional: true
+{{- end -}}
