@@ -280,3 +280,17 @@ async def llm(fake_llm: Any) -> Any:
     """The fake LLM with its faults cleared for this test."""
     fake_llm.reset()
     return fake_llm
+
+
+@pytest.fixture
+def private_amqp_url(infra: Infra) -> Iterator[str]:
+    """A RabbitMQ virtual host of this test's own, for processes that must not share a
+    queue with the session's running services."""
+    vhost = f"glia-test-{secrets.token_hex(4)}"
+    url = _create_vhost(infra.amqp_url, vhost)
+    if url is None:
+        pytest.fail("a private virtual host needs rabbitmqctl on a local broker")
+    try:
+        yield url
+    finally:
+        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True)

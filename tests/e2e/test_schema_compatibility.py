@@ -41,7 +41,7 @@ def previous_head() -> str:
 
 
 async def test_current_code_works_against_the_previous_migration_head(
-    infra: Any, settings_factory: Any, serve: Any, mint: Any, user: str
+    infra: Any, settings_factory: Any, serve: Any, mint: Any, user: str, private_amqp_url: str
 ) -> None:
     parts = urlsplit(infra.admin_url)
     database = f"glia_prev_{secrets.token_hex(4)}"
@@ -54,7 +54,9 @@ async def test_current_code_works_against_the_previous_migration_head(
         target,
     )
     try:
-        settings = settings_factory(database_url=app_url, reconcile_interval_s=3600)
+        settings = settings_factory(
+            database_url=app_url, amqp_url=private_amqp_url, reconcile_interval_s=3600
+        )
         chat_served = await serve(create_chat_app(settings))
         await serve(create_extractor_app(settings))
         token = mint(user)
