@@ -18,6 +18,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 from glia_common.settings import Settings
 
@@ -109,8 +110,11 @@ def _span_exporters() -> list[SpanExporter]:
 
 def configure_tracing(service_name: str) -> TracerProvider:
     attributes = {} if os.environ.get("OTEL_SERVICE_NAME") else {"service.name": service_name}
-    provider = TracerProvider(resource=Resource.create(attributes))
     exporters = _span_exporters()
+    # Nothing exports: record nothing. Dropped spans still carry valid W3C ids, so every
+    # request keeps a trace id that propagates, at almost no cost.
+    sampler = None if exporters else ALWAYS_OFF
+    provider = TracerProvider(resource=Resource.create(attributes), sampler=sampler)
     for exporter in exporters:
         provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)

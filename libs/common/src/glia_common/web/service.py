@@ -54,7 +54,10 @@ def build_service_app(
     app.include_router(health_router(lambda: {"database": database, "broker": broker}))
     for router in routers:
         app.include_router(router)
-    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
+    # No span per ASGI send/receive: a streamed turn would otherwise make one per event.
+    FastAPIInstrumentor.instrument_app(
+        app, excluded_urls="healthz,readyz,metrics", exclude_spans=["receive", "send"]
+    )
     install_metrics(app)
     app.add_middleware(RequestIdMiddleware)
     return app
