@@ -8,7 +8,6 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
-    Column,
     DateTime,
     ForeignKey,
     Identity,
@@ -19,7 +18,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Unmapped, mapped_column, unmapped_column
 
 from glia_common.models.base import Base, created_at_column, user_id_column, uuid_pk
 
@@ -45,8 +44,9 @@ class Conversation(Base):
     # When the reconciler last re-requested extraction (it waits before asking again).
     # In the table but not in the mapper: only SQL functions use it, so ORM code keeps
     # working against the schema before it existed (expand/contract).
-    extraction_requested_at = Column(DateTime(timezone=True), nullable=True)
-    __mapper_args__ = {"exclude_properties": ["extraction_requested_at"]}
+    extraction_requested_at: Unmapped[datetime | None] = unmapped_column(
+        DateTime(timezone=True), nullable=True
+    )
 
     __table_args__ = (
         CheckConstraint("char_length(title) <= 200", name="title_length"),

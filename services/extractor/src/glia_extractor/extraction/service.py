@@ -8,23 +8,21 @@ the dead run still 'running' and closes it as abandoned.
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
+import asyncpg
 from opentelemetry import trace
-from sqlalchemy import select, text
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from glia_common.contracts import ExtractionRequested
-from glia_common.db.scope import set_user_scope
-from glia_common.models import ExtractionRun, Message
-from glia_common.repositories import CardRepository, ConversationRepository, NewCard, RunRepository
+from glia_common.repositories import NewCard
+from glia_common.repositories.extraction import ExtractionStore
 from glia_common.telemetry import get_logger
 from glia_extractor import metrics
 from glia_extractor.extraction.hashing import source_hash
@@ -93,50 +91,54 @@ class ExtractionService:
                 "glia.replay": job.replay,
             },
         ) as span:
-            async with self._engine.connect() as conn:
+            async with self._engine.connect() as pooled:
+                raw = await pooled.get_raw_connection()
+                conn: asyncpg.Connection = raw.driver_connection
                 if not await self._lock(conn, conversation_id):
                     outcome = Outcome.BUSY
                 else:
                     try:
-                        outcome = await self._run_locked(conn, job)
+                        outcome = await self._run_locked(ExtractionStore(conn), job)
                     finally:
-                        await self._unlock(conn, conversation_id)
+                        if not await self._unlock(conn, conversation_id):
+                            # Never return a connection that may still hold the lock.
+                            await pooled.invalidate()
             span.set_attribute("glia.extraction.outcome", outcome.value)
             return outcome
 
-    async def _lock(self, conn: AsyncConnection, conversation_id: uuid.UUID) -> bool:
+    async def _lock(self, conn: asyncpg.Connection, conversation_id: uuid.UUID) -> bool:
+        """Wait for the conversation's session lock, the server enforcing the timeout.
+        One round trip: the key is a UUID and the timeout an integer, safe to inline."""
+        timeout_ms = int(self._lock_timeout_s * 1000)
         try:
-            async with conn.begin():
-                await conn.execute(
-                    text("SELECT set_config('lock_timeout', :t, true)"),
-                    {"t": f"{int(self._lock_timeout_s * 1000)}ms"},
-                )
-                await conn.execute(
-                    text("SELECT pg_advisory_lock(hashtextextended(:k, 0))"),
-                    {"k": f"glia.extraction:{conversation_id}"},
-                )
-        except Exception as exc:
-            if "lock timeout" in str(exc):
-                return False
+            await conn.execute(
+                f"BEGIN; SET LOCAL lock_timeout = {timeout_ms};"
+                f" SELECT pg_advisory_lock(hashtextextended('{_lock_key(conversation_id)}', 0));"
+                " COMMIT;"
+            )
+        except asyncpg.LockNotAvailableError:
+            await conn.execute("ROLLBACK")
+            return False
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await conn.execute("ROLLBACK")
             raise
         return True
 
-    async def _unlock(self, conn: AsyncConnection, conversation_id: uuid.UUID) -> None:
+    async def _unlock(self, conn: asyncpg.Connection, conversation_id: uuid.UUID) -> bool:
         try:
-            if conn.in_transaction():
-                await conn.rollback()
-            async with conn.begin():
-                await conn.execute(
-                    text("SELECT pg_advisory_unlock(hashtextextended(:k, 0))"),
-                    {"k": f"glia.extraction:{conversation_id}"},
-                )
+            if conn.is_in_transaction():
+                await conn.execute("ROLLBACK")
+            await conn.execute(
+                "SELECT pg_advisory_unlock(hashtextextended($1, 0))", _lock_key(conversation_id)
+            )
         except Exception:
-            # Never return a connection that may still hold the lock to the pool.
-            await conn.invalidate()
+            return False
+        return True
 
-    async def _run_locked(self, conn: AsyncConnection, job: ExtractionJob) -> Outcome:
+    async def _run_locked(self, store: ExtractionStore, job: ExtractionJob) -> Outcome:
         request = job.request
-        claim = await self._claim(conn, job)
+        claim = await self._claim(store, job)
         if not isinstance(claim, _Claim):
             return claim
 
@@ -164,63 +166,24 @@ class ExtractionService:
             drafts = extract_cards(claim.messages)
             origin = "fallback"
         latency_ms = int((time.perf_counter() - started) * 1000)
+        run = {
+            "latency_ms": latency_ms,
+            "fallback_used": origin == "fallback",
+            "failure_class": failure_class,
+            "error": error,
+        }
 
         with tracer.start_as_current_span(
             "extraction write cards",
             attributes={"glia.cards": len(drafts), "glia.cards.origin": origin},
         ):
             try:
-                async with (
-                    AsyncSession(bind=conn, expire_on_commit=False) as session,
-                    session.begin(),
-                ):
-                    await set_user_scope(session, request.user_id)
-                    if (
-                        await ConversationRepository.from_session(session).get(
-                            request.conversation_id
-                        )
-                        is None
-                    ):
-                        return (
-                            Outcome.NO_CONVERSATION
-                        )  # deleted during the run; its runs went with it
-                    cards = CardRepository.from_session(session)
-                    state = await cards.state(request.conversation_id, for_update=True)
-                    if state is not None and state.source_message_count > len(claim.messages):
-                        # Never replace cards derived from a newer source with older ones.
-                        await RunRepository.from_session(session).finish(
-                            claim.run_id,
-                            status="succeeded",
-                            latency_ms=latency_ms,
-                            fallback_used=origin == "fallback",
-                            failure_class=failure_class,
-                            error="superseded: cards from a newer source were kept",
-                            card_count=0,
-                        )
-                        return Outcome.SUPERSEDED
-                    await cards.replace(
-                        conversation_id=request.conversation_id,
-                        user_id=request.user_id,
-                        run_id=claim.run_id,
-                        source_hash=claim.source_hash,
-                        source_message_count=len(claim.messages),
-                        cards=[
-                            NewCard(d.kind, d.title, d.body, origin, d.source_message_ids)
-                            for d in drafts
-                        ],
-                    )
-                    await RunRepository.from_session(session).finish(
-                        claim.run_id,
-                        status="succeeded",
-                        latency_ms=latency_ms,
-                        fallback_used=origin == "fallback",
-                        failure_class=failure_class,
-                        error=error,
-                        card_count=len(drafts),
-                    )
+                outcome = await self._write(store, job, claim, drafts, origin, run)
             except Exception as exc:
-                await self._record_failure(conn, request.user_id, claim.run_id, exc)
+                await self._record_failure(store, request.user_id, claim.run_id, exc)
                 raise
+        if outcome is not Outcome.SUCCEEDED:
+            return outcome
         metrics.RUNS.labels("succeeded", failure_class or "none").inc()
         if origin == "fallback":
             metrics.FALLBACKS.inc()
@@ -235,72 +198,90 @@ class ExtractionService:
         )
         return Outcome.SUCCEEDED
 
-    async def _claim(self, conn: AsyncConnection, job: ExtractionJob) -> _Claim | Outcome:
+    async def _claim(self, store: ExtractionStore, job: ExtractionJob) -> _Claim | Outcome:
         """Read the source, skip what is already done, and open a 'running' run."""
         request = job.request
-        async with AsyncSession(bind=conn, expire_on_commit=False) as session, session.begin():
-            await set_user_scope(session, request.user_id)
-            if (
-                await ConversationRepository.from_session(session).get(request.conversation_id)
-                is None
-            ):
-                return Outcome.NO_CONVERSATION
-            rows = (
-                await session.execute(
-                    select(Message.id, Message.role, Message.content)
-                    .where(
-                        Message.conversation_id == request.conversation_id,
-                        Message.status == "complete",
-                    )
-                    .order_by(Message.seq)
-                )
-            ).all()
+        async with store.conn.transaction():
+            await store.set_user(request.user_id)
+            rows = await store.complete_messages(request.conversation_id)
             if not rows:
-                return Outcome.NO_MESSAGES
+                exists = await store.guard(request.conversation_id)
+                return Outcome.NO_MESSAGES if exists.exists else Outcome.NO_CONVERSATION
             messages = [SourceMessage(id=r[0], role=cast(Role, r[1]), content=r[2]) for r in rows]
             digest = source_hash(messages)
-            runs = RunRepository.from_session(session)
-            if not job.replay and await runs.succeeded_for(request.conversation_id, digest):
-                return Outcome.DUPLICATE
-            abandoned = await runs.abandon_running(request.conversation_id)
-            if abandoned:
-                metrics.RUNS.labels("failed", "none").inc(abandoned)
-                log.warning("extraction.abandoned_runs_closed", count=abandoned)
-            run = await runs.start(
-                ExtractionRun(
-                    id=uuid.uuid4(),
-                    conversation_id=request.conversation_id,
-                    user_id=request.user_id,
-                    status="running",
-                    source_hash=digest,
-                    provider=self.provider,
-                    model=self.model,
-                    attempt=await runs.count_for(request.conversation_id, digest) + 1,
-                    request_id=request.request_id,
-                    trace_id=job.trace_id,
-                    replay=job.replay,
-                )
+            run_id = uuid.uuid4()
+            claim = await store.claim(
+                conversation_id=request.conversation_id,
+                source_hash=digest,
+                run_id=run_id,
+                user_id=request.user_id,
+                provider=self.provider,
+                model=self.model,
+                request_id=request.request_id,
+                trace_id=job.trace_id,
+                replay=job.replay,
             )
-            return _Claim(run.id, messages, digest)
+        if claim.abandoned:
+            metrics.RUNS.labels("failed", "none").inc(claim.abandoned)
+            log.warning("extraction.abandoned_runs_closed", count=claim.abandoned)
+        if not claim.opened:
+            return Outcome.DUPLICATE
+        return _Claim(run_id, messages, digest)
+
+    async def _write(
+        self,
+        store: ExtractionStore,
+        job: ExtractionJob,
+        claim: _Claim,
+        drafts: list[CardDraft],
+        origin: str,
+        run: dict[str, Any],
+    ) -> Outcome:
+        """Replace the cards and finish the run, in one transaction."""
+        request = job.request
+        async with store.conn.transaction():
+            await store.set_user(request.user_id)
+            guard = await store.guard(request.conversation_id)
+            if not guard.exists:
+                return Outcome.NO_CONVERSATION  # deleted during the run; its runs went with it
+            if guard.derived_count is not None and guard.derived_count > len(claim.messages):
+                # Never replace cards derived from a newer source with older ones.
+                await store.finish(
+                    claim.run_id,
+                    status="succeeded",
+                    error="superseded: cards from a newer source were kept",
+                    card_count=0,
+                    **{k: v for k, v in run.items() if k != "error"},
+                )
+                return Outcome.SUPERSEDED
+            await store.replace(
+                conversation_id=request.conversation_id,
+                user_id=request.user_id,
+                source_hash=claim.source_hash,
+                run_id=claim.run_id,
+                origin=origin,
+                cards=[
+                    NewCard(d.kind, d.title, d.body, origin, d.source_message_ids) for d in drafts
+                ],
+                source_message_count=len(claim.messages),
+                run=run,
+            )
+        return Outcome.SUCCEEDED
 
     async def _record_failure(
-        self, conn: AsyncConnection, user_id: str, run_id: uuid.UUID, exc: BaseException
+        self, store: ExtractionStore, user_id: str, run_id: uuid.UUID, exc: BaseException
     ) -> None:
         """Best effort: end the run 'failed' when the database lets us."""
         try:
-            if conn.in_transaction():
-                await conn.rollback()
-            async with AsyncSession(bind=conn) as session, session.begin():
-                await set_user_scope(session, user_id)
-                await RunRepository.from_session(session).finish(
+            async with store.conn.transaction():
+                await store.set_user(user_id)
+                await store.finish(
                     run_id, status="failed", error=f"{type(exc).__name__}: {exc}"[:500]
                 )
             metrics.RUNS.labels("failed", "none").inc()
         except Exception:
             log.warning("extraction.failure_not_recorded", run_id=str(run_id))
-        if isinstance(exc, IntegrityError):
-            log.error("extraction.integrity_error", detail=str(exc)[:300])
 
 
-async def sleep_backoff(attempt: int, cap_s: float = 10.0) -> None:
-    await asyncio.sleep(min(cap_s, 0.25 * 2**attempt))
+def _lock_key(conversation_id: uuid.UUID) -> str:
+    return f"glia.extraction:{conversation_id}"
