@@ -45,7 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings, pool_size=settings.extractor_prefetch + 2)
+        engine = create_engine(settings, pool_size=settings.extractor_prefetch + 2, pre_ping=False)
         sessionmaker = create_sessionmaker(engine)
         broker = build_broker(settings, graceful_timeout=run_budget_s, logger=None)
         service = ExtractionService(engine, build_llm(settings), lock_timeout_s=2 * run_budget_s)
