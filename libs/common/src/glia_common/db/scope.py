@@ -25,8 +25,14 @@ async def user_transaction(
     """One transaction as ``user_id``: commits on success, rolls back on error."""
     async with sessionmaker() as session, session.begin():
         if read_only:
-            await session.execute(select(func.set_config("transaction_read_only", "on", True)))
-        await set_user_scope(session, user_id)
+            await session.execute(
+                select(
+                    func.set_config("transaction_read_only", "on", True),
+                    func.set_config("glia.user_id", user_id, True),
+                )
+            )
+        else:
+            await set_user_scope(session, user_id)
         yield session
 
 

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import select, tuple_
 
-from glia_common.models import Card, ExtractionState
+from glia_common.models import Card
 from glia_common.repositories.base import Repository
 from glia_common.repositories.conversations import Page
 from glia_common.repositories.cursor import InvalidCursor, decode_cursor, encode_cursor
@@ -21,17 +21,16 @@ class CardReadRepository(Repository):
     async def get(self, card_id: uuid.UUID) -> Card | None:
         return await self.session.get(Card, card_id)
 
-    async def current_run(self, conversation_id: uuid.UUID) -> uuid.UUID | None:
-        stmt = select(ExtractionState.run_id).where(
-            ExtractionState.conversation_id == conversation_id
-        )
-        return (await self.session.execute(stmt)).scalar_one_or_none()
-
     async def page_for_conversation(
-        self, conversation_id: uuid.UUID, kind: str | None, limit: int, cursor: str | None
+        self,
+        conversation_id: uuid.UUID,
+        run_id: uuid.UUID | None,
+        kind: str | None,
+        limit: int,
+        cursor: str | None,
     ) -> Page[Card]:
-        """Cards of one set in position order; the cursor is bound to that set."""
-        run_id = await self.current_run(conversation_id)
+        """Cards of the set ``run_id`` (the current one) in position order; the cursor is
+        bound to that set."""
         stmt = select(Card).where(Card.conversation_id == conversation_id).order_by(Card.position)
         if kind:
             stmt = stmt.where(Card.kind == kind)

@@ -3,6 +3,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
 
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -24,9 +26,10 @@ class NewCard:
 
 @dataclass(frozen=True, slots=True)
 class Freshness:
-    state: str  # current | pending | none
+    state: Literal["current", "pending", "none"]
     source_hash: str | None
-    derived_at: object | None
+    derived_at: datetime | None
+    run_id: uuid.UUID | None  # the card set the conversation's cards come from
 
 
 class CardRepository(Repository):
@@ -96,6 +99,7 @@ class CardRepository(Repository):
                     ExtractionState.source_hash,
                     ExtractionState.source_message_count,
                     ExtractionState.derived_at,
+                    ExtractionState.run_id,
                 )
                 .outerjoin(ExtractionState, ExtractionState.conversation_id == Conversation.id)
                 .where(Conversation.id == conversation_id)
@@ -103,12 +107,12 @@ class CardRepository(Repository):
         ).one_or_none()
         if row is None:
             return None
-        messages, complete, source_hash, derived_count, derived_at = row
+        messages, complete, source_hash, derived_count, derived_at, run_id = row
         if messages == 0:
-            return Freshness("none", None, None)
+            return Freshness("none", None, None, run_id)
         if source_hash is None or derived_count < complete:
-            return Freshness("pending", source_hash, derived_at)
-        return Freshness("current", source_hash, derived_at)
+            return Freshness("pending", source_hash, derived_at, run_id)
+        return Freshness("current", source_hash, derived_at, run_id)
 
 
 __all__ = ["CARDS_CHANNEL", "CardRepository", "Freshness", "NewCard"]

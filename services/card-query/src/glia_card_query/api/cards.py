@@ -42,7 +42,6 @@ def _matches(request: Request, etag: str) -> bool:
 @router.get("", response_model=CardPage, responses=NOT_MODIFIED)
 async def list_cards(
     request: Request,
-    response: Response,
     session: ReadSession,
     conversation_id: uuid.UUID | None = None,
     kind: CardKindName | None = None,
@@ -64,11 +63,12 @@ async def list_cards(
             )
             # The card set and its freshness fully determine the page: answer 304 without
             # reading a single card.
-            run_id = await reads.current_run(conversation_id)
-            etag = _etag(run_id, freshness.model_dump_json(), kind, limit, cursor)
+            etag = _etag(fresh.run_id, freshness.model_dump_json(), kind, limit, cursor)
             if _matches(request, etag):
                 return Response(status_code=304, headers={"ETag": etag})
-            page = await reads.page_for_conversation(conversation_id, kind, limit, cursor)
+            page = await reads.page_for_conversation(
+                conversation_id, fresh.run_id, kind, limit, cursor
+            )
         else:
             page = await reads.page_for_user(kind, limit, cursor)
     except InvalidCursor as exc:
@@ -84,14 +84,17 @@ async def list_cards(
         items=[CardOut.model_validate(c) for c in page.items],
         next_cursor=page.next_cursor,
         extraction=freshness,
-    )
+    ).model_dump_json()
     if etag is None:
-        etag = _etag(body.model_dump_json())
+        etag = _etag(body)
         if _matches(request, etag):
             return Response(status_code=304, headers={"ETag": etag})
-    response.headers["ETag"] = etag
-    response.headers["Cache-Control"] = "private, no-cache"
-    return body
+    # Serialized once, here: the model was built and checked above.
+    return Response(
+        body,
+        media_type="application/json",
+        headers={"ETag": etag, "Cache-Control": "private, no-cache"},
+    )
 
 
 class CardsUpdated(BaseModel):
