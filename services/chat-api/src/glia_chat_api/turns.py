@@ -85,44 +85,28 @@ async def begin_turn(
                 raise TurnInProgress
             return RecordedTurn(turn=earlier, assistant=assistant)
 
-    conversations = ConversationRepository.from_session(session)
-    if await conversations.get(conversation_id) is None:
+    if not await ConversationRepository.from_session(session).touch(conversation_id):
         raise ConversationNotFound
-    user_message = await messages.add(
+    user_message_id, assistant_id = await messages.add_exchange(
+        conversation_id=conversation_id, user_id=user_id, content=content
+    )
+    turn_id = await turns.add(
         conversation_id=conversation_id,
         user_id=user_id,
-        role="user",
-        content=content,
-        status="complete",
+        user_message_id=user_message_id,
+        assistant_message_id=assistant_id,
+        idempotency_key=idempotency_key,
+        request_hash=fingerprint,
+        request_id=request_id,
+        trace_id=trace_id,
     )
-    assistant = await messages.add(
-        conversation_id=conversation_id,
-        user_id=user_id,
-        role="assistant",
-        content="",
-        status="streaming",
-    )
-    turn = await turns.add(
-        Turn(
-            id=uuid.uuid4(),
-            conversation_id=conversation_id,
-            user_id=user_id,
-            user_message_id=user_message.id,
-            assistant_message_id=assistant.id,
-            idempotency_key=idempotency_key,
-            request_hash=fingerprint,
-            request_id=request_id,
-            trace_id=trace_id,
-        )
-    )
-    await conversations.touch(conversation_id)
     history = await messages.latest_complete(conversation_id, history_limit)
     return NewTurn(
         user_id=user_id,
         conversation_id=conversation_id,
-        turn_id=turn.id,
-        user_message_id=user_message.id,
-        assistant_message_id=assistant.id,
+        turn_id=turn_id,
+        user_message_id=user_message_id,
+        assistant_message_id=assistant_id,
         request_id=request_id,
         trace_id=trace_id,
         history=[ChatTurnMessage(role=m.role, content=m.content) for m in history],  # type: ignore[arg-type]

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 
 from glia_common.models import Message
 from glia_common.repositories.base import Repository
@@ -29,6 +29,35 @@ class MessageRepository(Repository):
         self.session.add(message)
         await self.session.flush()
         return message
+
+    async def add_exchange(
+        self, *, conversation_id: uuid.UUID, user_id: str, content: str
+    ) -> tuple[uuid.UUID, uuid.UUID]:
+        """The user's message (complete) and an empty streaming reply, in one statement
+        and in this order; returns their ids."""
+        user_message_id, assistant_id = uuid.uuid4(), uuid.uuid4()
+        common = {"conversation_id": conversation_id, "user_id": user_id}
+        await self.session.execute(
+            insert(Message).values(
+                [
+                    {
+                        **common,
+                        "id": user_message_id,
+                        "role": "user",
+                        "content": content,
+                        "status": "complete",
+                    },
+                    {
+                        **common,
+                        "id": assistant_id,
+                        "role": "assistant",
+                        "content": "",
+                        "status": "streaming",
+                    },
+                ]
+            )
+        )
+        return user_message_id, assistant_id
 
     async def get(self, message_id: uuid.UUID) -> Message | None:
         return await self.session.get(Message, message_id)

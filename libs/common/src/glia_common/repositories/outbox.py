@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, insert, select, text
 
 from glia_common.contracts.extraction import EXTRACTION_ROUTING_KEY, ExtractionRequested
 from glia_common.models import OutboxMessage
@@ -18,23 +18,22 @@ class OutboxRepository(Repository):
         user_id: str,
         request_id: str,
         headers: dict[str, str],
-    ) -> OutboxMessage:
+    ) -> None:
         payload = ExtractionRequested(
             conversation_id=conversation_id,
             user_id=user_id,
             request_id=request_id,
             requested_at=datetime.now(UTC),
         )
-        row = OutboxMessage(
-            user_id=user_id,
-            conversation_id=conversation_id,
-            routing_key=EXTRACTION_ROUTING_KEY,
-            payload=payload.model_dump(mode="json"),
-            headers=headers,
+        await self.session.execute(
+            insert(OutboxMessage).values(
+                user_id=user_id,
+                conversation_id=conversation_id,
+                routing_key=EXTRACTION_ROUTING_KEY,
+                payload=payload.model_dump(mode="json"),
+                headers=headers,
+            )
         )
-        self.session.add(row)
-        await self.session.flush()
-        return row
 
     # The cross-user path of the relay: SECURITY DEFINER functions, nothing broader.
 

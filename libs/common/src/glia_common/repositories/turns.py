@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, insert, select, text, update
 
 from glia_common.contracts.extraction import EXTRACTION_ROUTING_KEY
 from glia_common.models import Turn
@@ -16,10 +16,10 @@ class TurnRepository(Repository):
         stmt = select(Turn).where(Turn.idempotency_key == key)
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
-    async def add(self, turn: Turn) -> Turn:
-        self.session.add(turn)
-        await self.session.flush()
-        return turn
+    async def add(self, **values: Any) -> uuid.UUID:
+        turn_id = uuid.uuid4()
+        await self.session.execute(insert(Turn).values(id=turn_id, **values))
+        return turn_id
 
     async def finish(
         self,
