@@ -20,7 +20,8 @@ class Settings(BaseSettings):
 
     database_url: str = "postgresql://glia_app:glia_app@127.0.0.1:5432/glia"
     database_admin_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
-    database_pool_size: int = Field(default=10, ge=1)
+    # Sized for bursts of concurrent turns: a pool that overflows churns connections.
+    database_pool_size: int = Field(default=20, ge=1)
     database_max_overflow: int = Field(default=10, ge=0)
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
 

@@ -1,0 +1,1 @@
+"""Bare implementations of the same work, to put Glia's figures in proportion."""

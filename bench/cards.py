@@ -1,0 +1,173 @@
+"""Part 3: card reads from glia-card-query, next to a bare Starlette + asyncpg route
+(``bench/baselines/cards_route.py``).
+
+Each of ``clients`` clients reads the cards of its own conversation (its own user;
+conversations extracted in part 2, 8 cards each): ``GET /v1/cards?conversation_id=``,
+either plainly (200 with the cards) or with ``If-None-Match`` set to the ETag it got
+(304). Closed loop -> max requests/s per mode; then an open loop at half of Glia's max
+(the same rate for both) -> latency p50/p99.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from bench.context import Ctx
+from bench.infra import free_port, service_env, stop
+from bench.load import GetSample, closed_loop, get, open_loop
+from bench.seed import Conv
+from bench.stats import figure, slowest, summary_ms
+
+
+async def etags(ctx: Ctx, base: str, convs: list[Conv]) -> list[str]:
+    out = []
+    for c in convs:
+        async with ctx.session.get(
+            f"{base}/v1/cards?conversation_id={c.id}", headers=ctx.auth(c.user_id)
+        ) as resp:
+            body = await resp.json()
+            if resp.status != 200 or body["extraction"]["state"] != "current":
+                raise RuntimeError(f"{base}: unexpected answer {resp.status} {body}")
+            out.append(resp.headers["ETag"])
+    return out
+
+
+def reader(
+    ctx: Ctx, base: str, convs: list[Conv], tags: list[str] | None
+) -> Callable[..., Awaitable[GetSample]]:
+    targets = []
+    for i, c in enumerate(convs):
+        headers = ctx.auth(c.user_id)
+        if tags is not None:
+            headers["If-None-Match"] = tags[i]
+        targets.append((f"{base}/v1/cards?conversation_id={c.id}", headers))
+    n = len(targets)
+
+    async def request(client: int, _: int = 0) -> GetSample:
+        url, headers = targets[client % n]
+        return await get(ctx.session, url, headers)
+
+    return request
+
+
+async def measure(
+    ctx: Ctx, name: str, base: str, convs: list[Conv], tags: list[str] | None, rate: float | None
+) -> dict[str, Any]:
+    k = ctx.knobs
+    want = 304 if tags is not None else 200
+    request = reader(ctx, base, convs, tags)
+    mode = "304" if tags is not None else "200"
+    if rate is None:
+        async with ctx.cpu(
+            f"cards closed {name} {mode}",
+            profile={"glia": "glia-card-query"}.get(name, "cards-route"),
+        ):
+            result = await closed_loop(
+                k.clients,
+                min(k.warmup_s, 2.0),
+                k.cards_s,
+                request,
+                ok=lambda s: s.status == want,
+                kind=lambda s: str(s.status),
+                max_requests_per_client=200_000,
+            )
+        print(
+            f"    {name:<6} {mode} closed loop: {result.rate:8.1f} req/s ({result.errors} errors)"
+        )
+        return {
+            "rps": round(result.rate, 1),
+            "errors": result.errors,
+            "error_kinds": result.error_kinds,
+            "latency_ms": summary_ms([s.end - s.sent for s in result.samples]),
+        }
+    counter = iter(range(10_000_000))
+
+    async def arrival(_: int) -> GetSample:
+        return await request(next(counter))
+
+    async with ctx.cpu(
+        f"cards open {name} {mode}", profile={"glia": "glia-card-query"}.get(name, "cards-route")
+    ):
+        opened = await open_loop(rate, k.cards_s, arrival)
+    ok = [(t, s) for t, s in opened.samples if s.status == want]
+    lat = summary_ms([s.end - t for t, s in ok])
+    t0 = min((t for t, _ in ok), default=0.0)
+    print(f"    {name:<6} {mode} open loop {rate:7.1f}/s: p50 {lat['p50']} ms p99 {lat['p99']} ms")
+    return {
+        "rate": round(rate, 1),
+        "offered": opened.offered,
+        "errors": len(opened.samples) - len(ok),
+        "dropped": opened.dropped,
+        "latency_ms": lat,
+        "slowest": slowest([(t - t0, s.end - t) for t, s in ok]),
+        "send_lag_ms": opened.send_lag_ms,
+    }
+
+
+async def run(ctx: Ctx) -> dict[str, Any]:
+    k = ctx.knobs
+    convs = ctx.extracted[: k.clients]
+    env = service_env(ctx.infra, ctx.jwt_secret)
+    glia_port, route_port = free_port(), free_port()
+    glia = ctx.procs.make(
+        "glia-card-query", ["glia-card-query"], {**env, "GLIA_HTTP_PORT": str(glia_port)}, glia_port
+    )
+    route = ctx.procs.make(
+        "cards-route",
+        [
+            "uvicorn",
+            "bench.baselines.cards_route:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(route_port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        env,
+        route_port,
+    )
+    await asyncio.to_thread(ctx.procs.start, glia, route)
+    bases = {"glia": glia.url, "route": route.url}
+    tags = {name: await etags(ctx, base, convs) for name, base in bases.items()}
+
+    closed: dict[str, dict[str, Any]] = {}
+    opened: dict[str, dict[str, Any]] = {}
+    for mode in ("200", "304"):
+        for name, base in bases.items():
+            closed[f"{name}_{mode}"] = await measure(
+                ctx, name, base, convs, tags[name] if mode == "304" else None, None
+            )
+    for mode in ("200", "304"):
+        rate = max(1.0, closed[f"glia_{mode}"]["rps"] / 2)
+        for name, base in bases.items():
+            opened[f"{name}_{mode}"] = await measure(
+                ctx, name, base, convs, tags[name] if mode == "304" else None, rate
+            )
+    ctx.details["cards"] = {"clients": len(convs), "closed": closed, "open": opened}
+    for p in (glia, route):
+        await asyncio.to_thread(stop, p)
+
+    def fig(kind: dict[str, dict[str, Any]], key: str, mode: str, unit: str, q: str = "") -> Any:
+        g, r = kind[f"glia_{mode}"], kind[f"route_{mode}"]
+        if q:
+            return figure(g["latency_ms"][q], r["latency_ms"][q], unit)
+        return figure(g[key], r[key], unit)
+
+    return {
+        "rps_200": fig(closed, "rps", "200", "req/s"),
+        "rps_304": fig(closed, "rps", "304", "req/s"),
+        "p50_200_ms": fig(opened, "", "200", "ms", "p50"),
+        "p99_200_ms": fig(opened, "", "200", "ms", "p99"),
+        "p50_304_ms": fig(opened, "", "304", "ms", "p50"),
+        "p99_304_ms": fig(opened, "", "304", "ms", "p99"),
+        "half_load_rate_200": figure(
+            opened["glia_200"]["rate"], opened["route_200"]["rate"], "req/s"
+        ),
+        "half_load_rate_304": figure(
+            opened["glia_304"]["rate"], opened["route_304"]["rate"], "req/s"
+        ),
+    }

@@ -1,0 +1,204 @@
+"""What every phase needs: the infrastructure, processes, knobs, users and tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import aiohttp
+import asyncpg
+
+from bench.cpu import CpuMeter
+from bench.infra import Infra, Processes, pids
+from bench.profile import Profiler
+from bench.seed import Conv
+from glia_common.auth import mint_token
+from glia_common.settings import Settings
+from glia_e2e.processes import Process
+
+
+@dataclass(frozen=True)
+class Knobs:
+    quick: bool
+    clients: int
+    conversations: int  # extraction burst size
+    warmup_s: float
+    chat_s: float  # closed and open loops of chat turns, each
+    extraction_steady_s: float
+    cards_s: float  # each closed and open loop of card reads
+    decoupling_s: float
+    extract_loop_concurrency: int
+
+    @staticmethod
+    def make(quick: bool, clients: int, conversations: int | None, loop_workers: int) -> Knobs:
+        if quick:
+            return Knobs(True, clients, conversations or 200, 1.0, 3.0, 4.0, 2.0, 4.0, loop_workers)
+        return Knobs(
+            False, clients, conversations or 2000, 3.0, 20.0, 15.0, 10.0, 20.0, loop_workers
+        )
+
+
+@dataclass
+class Ctx:
+    infra: Infra
+    procs: Processes
+    knobs: Knobs
+    jwt_secret: str
+    run_dir: Path
+    fake: Process
+    session: aiohttp.ClientSession
+    admin: asyncpg.Connection
+    app_pool: asyncpg.Pool
+    results: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+    _tokens: dict[str, str] = field(default_factory=dict)
+    processes: dict[str, Process] = field(default_factory=dict)
+    extracted: list[Conv] = field(default_factory=list)  # conversations with cards
+    profiler: Profiler | None = None
+    windows: list[tuple[str, dict[str, float]]] = field(default_factory=list)
+
+    @property
+    def fake_base(self) -> str:
+        return f"{self.fake.url}/v1"
+
+    @contextlib.asynccontextmanager
+    async def cpu(self, label: str, profile: str | None = None) -> AsyncIterator[None]:
+        """Record the cores each party used while the block ran, under ``label``; with
+        ``--profile``, sample process ``profile`` with py-spy meanwhile."""
+        meter = CpuMeter(lambda: pids(self.procs), self.infra.database)
+        target = pids(self.procs).get(profile) if profile and self.profiler else None
+        sink = self.details.setdefault("profiles", {})
+        pg_before = await self._pg_counters()
+        before = meter.snapshot()
+        profiled = self.profiler is not None and target is not None
+        try:
+            if self.profiler is not None and target is not None:
+                async with self.profiler.record(label, target, sink):
+                    yield
+            else:
+                yield
+        finally:
+            after = meter.snapshot()
+            cores = meter.cores(before, after)
+            if profiled and self.profiler is not None:
+                spy = round(self.profiler.last_cpu_s / max(after[0] - before[0], 1e-6), 2)
+                cores["py-spy"] = spy
+                cores["not the bench"] = round(max(0.0, cores["not the bench"] - spy), 2)
+            self.details.setdefault("cpu_cores", {})[label] = cores
+            self.windows.append((label, cores))
+            pg_after = await self._pg_counters()
+            self.details.setdefault("pg_counters", {})[label] = {
+                k: pg_after[k] - pg_before[k] for k in pg_after
+            }
+
+    async def _pg_counters(self) -> dict[str, int]:
+        """Sessions opened and transactions ended in the bench database (PostgreSQL's
+        statistics: flushed by each backend at most once a second, so approximate)."""
+        row = await self.admin.fetchrow(
+            "SELECT sessions, xact_commit + xact_rollback AS xacts FROM pg_stat_database "
+            "WHERE datname = current_database()"
+        )
+        return {"new_sessions": int(row["sessions"]), "transactions": int(row["xacts"])}
+
+    def token(self, user_id: str) -> str:
+        if user_id not in self._tokens:
+            settings = Settings(_env_file=None, jwt_secret=self.jwt_secret)  # type: ignore[call-arg]
+            self._tokens[user_id] = mint_token(settings, user_id, ttl_s=4 * 3600)
+        return self._tokens[user_id]
+
+    def auth(self, user_id: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(user_id)}"}
+
+    async def configure_fake(self, **fields: Any) -> None:
+        async with self.session.post(
+            f"{self.fake.url}/_fake/config", data=json.dumps(fields)
+        ) as resp:
+            if resp.status != 200:
+                raise RuntimeError(f"fake LLM config failed: {await resp.text()}")
+
+    async def wait_outbox_drained(self, timeout_s: float = 60.0) -> int:
+        """Until every outbox row is published (so no relay work spills into the next run)."""
+        deadline = time.monotonic() + timeout_s
+        left = 0
+        while time.monotonic() < deadline:
+            left = int(
+                await self.admin.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
+            )
+            if left == 0:
+                return 0
+            await asyncio.sleep(0.2)
+        return left
+
+
+class ConvPool:
+    """Conversations handed out round-robin: each gets few turns, so histories stay short."""
+
+    def __init__(self, convs: list[Conv]) -> None:
+        self.convs = convs
+        self._next = itertools.count()
+
+    def next(self) -> Conv:
+        return self.convs[next(self._next) % len(self.convs)]
+
+
+class Amqp:
+    """A publisher on the bench's vhost, straight to the ``glia`` exchange."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.connection: aio_pika.abc.AbstractConnection | None = None
+        self.channel: aio_pika.abc.AbstractChannel | None = None
+        self.exchange: aio_pika.abc.AbstractExchange | None = None
+
+    async def __aenter__(self) -> Amqp:
+        self.connection = await aio_pika.connect(self.url, timeout=10)
+        self.channel = await self.connection.channel(publisher_confirms=True)
+        self.exchange = await self.channel.get_exchange("glia", ensure=True)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.connection is not None:
+            with contextlib.suppress(Exception):
+                await self.connection.close()
+
+    async def publish_request(self, conv: Conv, requested_at_epoch: float) -> None:
+        assert self.exchange is not None
+        from datetime import UTC, datetime
+
+        body = {
+            "conversation_id": str(conv.id),
+            "user_id": conv.user_id,
+            "request_id": f"bench-{conv.id.hex[:12]}",
+            "requested_at": datetime.fromtimestamp(requested_at_epoch, UTC).isoformat(),
+        }
+        await self.exchange.publish(
+            aio_pika.Message(
+                json.dumps(body).encode(),
+                content_type="application/json",
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                message_id=f"bench-{conv.id}",
+            ),
+            routing_key="extraction.requested",
+            mandatory=True,
+            timeout=10,
+        )
+
+    async def queue_state(self, name: str = "glia.extraction") -> tuple[int, int]:
+        """(messages ready, consumers) of a queue."""
+        assert self.channel is not None
+        q = await self.channel.declare_queue(name, passive=True)
+        result = q.declaration_result
+        return int(result.message_count or 0), int(result.consumer_count or 0)
+
+    async def purge(self, name: str = "glia.extraction") -> None:
+        assert self.channel is not None
+        q = await self.channel.get_queue(name, ensure=True)
+        await q.purge()
