@@ -1,4 +1,4 @@
-"""Annotated dependency aliases for the card query routes (read-only sessions)."""
+"""Annotated dependency aliases for the card query routes."""
 
 from __future__ import annotations
 
@@ -6,19 +6,15 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from glia_common.db import user_transaction
+from glia_common.repositories.card_reads import CardReads, read_transaction
 from glia_common.web.security import CurrentPrincipal
 
 
-async def _read_session(
-    request: Request, principal: CurrentPrincipal
-) -> AsyncIterator[AsyncSession]:
-    async with user_transaction(
-        request.app.state.sessionmaker, principal.user_id, read_only=True
-    ) as session:
-        yield session
+async def _card_reads(request: Request, principal: CurrentPrincipal) -> AsyncIterator[CardReads]:
+    # A read-only transaction as the caller, ended before the response is sent.
+    async with read_transaction(request.app.state.engine, principal.user_id) as reads:
+        yield reads
 
 
-ReadSession = Annotated[AsyncSession, Depends(_read_session, scope="function")]
+Reads = Annotated[CardReads, Depends(_card_reads, scope="function")]

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from glia_card_query.api import cards
 from glia_card_query.events import CardEventHub
 from glia_common.auth import TokenVerifier
-from glia_common.db import create_engine, create_sessionmaker
+from glia_common.db import create_engine
 from glia_common.messaging import build_broker
 from glia_common.settings import Settings, get_settings
 from glia_common.telemetry import configure_telemetry, get_logger, shutdown_telemetry
@@ -32,7 +32,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         broker = build_broker(settings, logger=None)
         app.state.settings = settings
         app.state.engine = engine
-        app.state.sessionmaker = create_sessionmaker(engine)
         app.state.token_verifier = TokenVerifier(settings)
         app.state.broker = broker
         app.state.card_events = CardEventHub(settings.database_url)

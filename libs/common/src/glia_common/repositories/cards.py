@@ -3,13 +3,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Literal
 
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from glia_common.models import Card, Conversation, ExtractionState
+from glia_common.models import Card, ExtractionState
 from glia_common.repositories.base import Repository
 
 CARDS_CHANNEL = "glia_cards"
@@ -22,14 +20,6 @@ class NewCard:
     body: str
     origin: str
     source_message_ids: Sequence[uuid.UUID]
-
-
-@dataclass(frozen=True, slots=True)
-class Freshness:
-    state: Literal["current", "pending", "none"]
-    source_hash: str | None
-    derived_at: datetime | None
-    run_id: uuid.UUID | None  # the card set the conversation's cards come from
 
 
 class CardRepository(Repository):
@@ -89,30 +79,5 @@ class CardRepository(Repository):
             select(func.pg_notify(CARDS_CHANNEL, f"{user_id}\n{conversation_id}"))
         )
 
-    async def freshness(self, conversation_id: uuid.UUID) -> Freshness | None:
-        """None when the conversation is not visible; else its extraction freshness."""
-        row = (
-            await self.session.execute(
-                select(
-                    Conversation.message_count,
-                    Conversation.complete_message_count,
-                    ExtractionState.source_hash,
-                    ExtractionState.source_message_count,
-                    ExtractionState.derived_at,
-                    ExtractionState.run_id,
-                )
-                .outerjoin(ExtractionState, ExtractionState.conversation_id == Conversation.id)
-                .where(Conversation.id == conversation_id)
-            )
-        ).one_or_none()
-        if row is None:
-            return None
-        messages, complete, source_hash, derived_count, derived_at, run_id = row
-        if messages == 0:
-            return Freshness("none", None, None, run_id)
-        if source_hash is None or derived_count < complete:
-            return Freshness("pending", source_hash, derived_at, run_id)
-        return Freshness("current", source_hash, derived_at, run_id)
 
-
-__all__ = ["CARDS_CHANNEL", "CardRepository", "Freshness", "NewCard"]
+__all__ = ["CARDS_CHANNEL", "CardRepository", "NewCard"]

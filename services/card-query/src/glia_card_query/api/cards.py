@@ -11,11 +11,9 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel
 
 from glia_card_query.api.schemas import CardKindName, CardOut, CardPage, FreshnessOut
-from glia_card_query.deps import ReadSession
+from glia_card_query.deps import Reads
 from glia_card_query.events import CardEventHub
-from glia_common.db import user_transaction
-from glia_common.repositories import CardRepository
-from glia_common.repositories.card_reads import CardReadRepository, StaleCursor
+from glia_common.repositories.card_reads import Freshness, StaleCursor, read_transaction
 from glia_common.repositories.cursor import InvalidCursor
 from glia_common.web.problems import PROBLEM_RESPONSES, ProblemError, not_found
 from glia_common.web.security import CurrentPrincipal
@@ -25,6 +23,12 @@ router = APIRouter(prefix="/v1/cards", tags=["cards"], responses=PROBLEM_RESPONS
 NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
     304: {"description": "Not modified (If-None-Match matched the ETag)"}
 }
+
+
+def _freshness_out(fresh: Freshness) -> FreshnessOut:
+    return FreshnessOut(
+        state=fresh.state, source_hash=fresh.source_hash, derived_at=fresh.derived_at
+    )
 
 
 def _etag(*parts: object) -> str:
@@ -42,25 +46,20 @@ def _matches(request: Request, etag: str) -> bool:
 @router.get("", response_model=CardPage, responses=NOT_MODIFIED)
 async def list_cards(
     request: Request,
-    session: ReadSession,
+    reads: Reads,
     conversation_id: uuid.UUID | None = None,
     kind: CardKindName | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> CardPage | Response:
-    reads = CardReadRepository.from_session(session)
     freshness = None
     etag = None
     try:
         if conversation_id is not None:
-            fresh = await CardRepository.from_session(session).freshness(conversation_id)
+            fresh = await reads.freshness(conversation_id)
             if fresh is None:
                 raise not_found("conversation")
-            freshness = FreshnessOut(
-                state=fresh.state,
-                source_hash=fresh.source_hash,
-                derived_at=fresh.derived_at,
-            )
+            freshness = _freshness_out(fresh)
             # The card set and its freshness fully determine the page: answer 304 without
             # reading a single card.
             etag = _etag(fresh.run_id, freshness.model_dump_json(), kind, limit, cursor)
@@ -108,13 +107,9 @@ HEARTBEAT_S = 10.0
 async def _owned_freshness(
     request: Request, user_id: str, conversation_id: uuid.UUID
 ) -> FreshnessOut | None:
-    async with user_transaction(request.app.state.sessionmaker, user_id, read_only=True) as session:
-        fresh = await CardRepository.from_session(session).freshness(conversation_id)
-    if fresh is None:
-        return None
-    return FreshnessOut(
-        state=fresh.state, source_hash=fresh.source_hash, derived_at=fresh.derived_at
-    )
+    async with read_transaction(request.app.state.engine, user_id) as reads:
+        fresh = await reads.freshness(conversation_id)
+    return None if fresh is None else _freshness_out(fresh)
 
 
 async def _events_target(
@@ -159,16 +154,16 @@ async def card_events(
 
 
 @router.get("/{card_id}", response_model=CardOut, responses=NOT_MODIFIED)
-async def get_card(
-    card_id: uuid.UUID, request: Request, response: Response, session: ReadSession
-) -> CardOut | Response:
-    card = await CardReadRepository.from_session(session).get(card_id)
+async def get_card(card_id: uuid.UUID, request: Request, reads: Reads) -> CardOut | Response:
+    card = await reads.get(card_id)
     if card is None:
         raise not_found("card")
     # A card never changes: a replacement creates new cards.
-    etag = f'"{card.id.hex}"'
+    etag = f'"{card_id.hex}"'
     if _matches(request, etag):
         return Response(status_code=304, headers={"ETag": etag})
-    response.headers["ETag"] = etag
-    response.headers["Cache-Control"] = "private, no-cache"
-    return CardOut.model_validate(card)
+    return Response(
+        CardOut.model_validate(card).model_dump_json(),
+        media_type="application/json",
+        headers={"ETag": etag, "Cache-Control": "private, no-cache"},
+    )
