@@ -4,17 +4,18 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
 from glia_card_query.main import create_app
 from glia_common.db import create_engine, create_sessionmaker, user_transaction
 from glia_common.repositories import (
-    CardRepository,
     ConversationRepository,
     MessageRepository,
     NewCard,
 )
+from glia_common.repositories.extraction import ExtractionStore
 
 
 @pytest.fixture
@@ -58,28 +59,40 @@ Derive = Callable[..., Awaitable[uuid.UUID]]
 
 
 @pytest.fixture
-def derive(sessionmaker: Any) -> Derive:
-    """Replace a conversation's cards as the extractor would; returns the run id."""
+def derive(settings: Any) -> Derive:
+    """Replace a conversation's cards exactly as the extractor does; returns the set's id."""
 
-    async def replace(
-        user: str, cid: uuid.UUID, kinds: list[str], *, source_count: int | None = None
-    ) -> uuid.UUID:
+    async def replace(user: str, cid: uuid.UUID, kinds: list[str]) -> uuid.UUID:
         run_id = uuid.uuid4()
-        async with user_transaction(sessionmaker, user) as session:
-            conv = await ConversationRepository.from_session(session).get(cid)
-            assert conv is not None
-            await CardRepository.from_session(session).replace(
-                conversation_id=cid,
-                user_id=user,
-                run_id=run_id,
-                source_hash=f"hash-{run_id.hex[:8]}",
-                source_message_count=conv.complete_message_count
-                if source_count is None
-                else source_count,
-                cards=[
-                    NewCard(k, f"{k} {i}", f"body {i}", "fallback", []) for i, k in enumerate(kinds)
-                ],
-            )
+        conn = await asyncpg.connect(settings.database_url)
+        try:
+            async with conn.transaction():
+                store = ExtractionStore(conn)
+                await store.set_user(user)
+                complete = await conn.fetchval(
+                    "SELECT complete_message_count FROM conversations WHERE id = $1", cid
+                )
+                assert complete is not None
+                await store.replace(
+                    conversation_id=cid,
+                    user_id=user,
+                    source_hash=f"hash-{run_id.hex[:8]}",
+                    run_id=run_id,
+                    origin="fallback",
+                    cards=[
+                        NewCard(k, f"{k} {i}", f"body {i}", "fallback", [])
+                        for i, k in enumerate(kinds)
+                    ],
+                    source_message_count=complete,
+                    run={
+                        "latency_ms": 0,
+                        "fallback_used": True,
+                        "failure_class": "not_configured",
+                        "error": None,
+                    },
+                )
+        finally:
+            await conn.close()
         return run_id
 
     return replace

@@ -17,7 +17,6 @@ from glia_common.models import Message, Turn
 from glia_common.repositories import (
     ConversationRepository,
     MessageRepository,
-    OutboxRepository,
     TurnRepository,
 )
 
@@ -129,23 +128,18 @@ async def settle_turn(
 ) -> bool:
     """Store the assistant message's final state and, in the same transaction, request
     extraction through the outbox. False when the turn had already been settled."""
-    if not await MessageRepository.from_session(session).finish(
-        turn.assistant_message_id, outcome.content, outcome.status
-    ):
-        return False
-    await TurnRepository.from_session(session).finish(
-        turn.turn_id,
+    return await TurnRepository.from_session(session).settle(
+        turn_id=turn.turn_id,
+        message_id=turn.assistant_message_id,
+        conversation_id=turn.conversation_id,
+        user_id=turn.user_id,
+        content=outcome.content,
+        status=outcome.status,
         finish_reason=outcome.finish_reason,
         usage=outcome.usage,
         error_code=outcome.error_code,
         error_message=outcome.error_message,
         error_retryable=outcome.error_retryable,
-    )
-    await ConversationRepository.from_session(session).touch(turn.conversation_id)
-    await OutboxRepository.from_session(session).add_extraction_request(
-        conversation_id=turn.conversation_id,
-        user_id=turn.user_id,
         request_id=turn.request_id,
-        headers=trace_headers,
+        trace_headers=trace_headers,
     )
-    return True

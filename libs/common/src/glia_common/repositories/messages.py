@@ -87,13 +87,3 @@ class MessageRepository(Repository):
             .where(Message.id == message_id, Message.status == "streaming")
             .values(content=content, updated_at=func.clock_timestamp())
         )
-
-    async def finish(self, message_id: uuid.UUID, content: str, status: str) -> bool:
-        """Settle a streaming message; False when it was already settled (by the sweeper)."""
-        result = await self.session.execute(
-            update(Message)
-            .where(Message.id == message_id, Message.status == "streaming")
-            .values(content=content, status=status, updated_at=func.clock_timestamp())
-            .returning(Message.id)
-        )
-        return result.first() is not None

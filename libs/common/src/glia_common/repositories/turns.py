@@ -1,13 +1,40 @@
 from __future__ import annotations
 
+import json
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import insert, select, text
 
-from glia_common.contracts.extraction import EXTRACTION_ROUTING_KEY
+from glia_common.contracts.extraction import EXTRACTION_ROUTING_KEY, ExtractionRequested
 from glia_common.models import Turn
 from glia_common.repositories.base import Repository
+
+# The end of a turn in one statement: the message's final state, the turn's outcome, the
+# conversation's update time and the extraction request, all only if the message was
+# still streaming (the sweeper may have settled it already).
+SETTLE = text("""
+WITH settled AS (
+    UPDATE messages SET content = :content, status = :status, updated_at = clock_timestamp()
+     WHERE id = :message_id AND status = 'streaming'
+    RETURNING id
+), turn AS (
+    UPDATE turns
+       SET finish_reason = :finish_reason, usage = CAST(:usage AS jsonb),
+           error_code = :error_code, error_message = :error_message,
+           error_retryable = :error_retryable, finished_at = clock_timestamp()
+     WHERE id = :turn_id AND EXISTS (SELECT 1 FROM settled)
+), conversation AS (
+    UPDATE conversations SET updated_at = clock_timestamp()
+     WHERE id = :conversation_id AND EXISTS (SELECT 1 FROM settled)
+)
+INSERT INTO outbox (user_id, conversation_id, routing_key, payload, headers)
+SELECT :user_id, :conversation_id, :routing_key, CAST(:payload AS jsonb),
+       CAST(:headers AS jsonb)
+  FROM settled
+RETURNING id
+""")
 
 
 class TurnRepository(Repository):
@@ -21,29 +48,6 @@ class TurnRepository(Repository):
         await self.session.execute(insert(Turn).values(id=turn_id, **values))
         return turn_id
 
-    async def finish(
-        self,
-        turn_id: uuid.UUID,
-        *,
-        finish_reason: str | None = None,
-        usage: dict[str, Any] | None = None,
-        error_code: str | None = None,
-        error_message: str | None = None,
-        error_retryable: bool | None = None,
-    ) -> None:
-        await self.session.execute(
-            update(Turn)
-            .where(Turn.id == turn_id)
-            .values(
-                finish_reason=finish_reason,
-                usage=usage,
-                error_code=error_code,
-                error_message=error_message,
-                error_retryable=error_retryable,
-                finished_at=func.clock_timestamp(),
-            )
-        )
-
     async def abandon_stale(self, stale_after_s: float) -> int:
         """Cross-user (SECURITY DEFINER): settle turns whose stream stopped checkpointing."""
         result = await self.session.execute(
@@ -52,3 +56,48 @@ class TurnRepository(Repository):
             )
         )
         return int(result.scalar_one())
+
+    async def settle(
+        self,
+        *,
+        turn_id: uuid.UUID,
+        message_id: uuid.UUID,
+        conversation_id: uuid.UUID,
+        user_id: str,
+        content: str,
+        status: str,
+        finish_reason: str | None,
+        usage: dict[str, Any] | None,
+        error_code: str | None,
+        error_message: str | None,
+        error_retryable: bool | None,
+        request_id: str,
+        trace_headers: dict[str, str],
+    ) -> bool:
+        """End the turn and request extraction; False when it was already settled."""
+        payload = ExtractionRequested(
+            conversation_id=conversation_id,
+            user_id=user_id,
+            request_id=request_id,
+            requested_at=datetime.now(UTC),
+        )
+        result = await self.session.execute(
+            SETTLE,
+            {
+                "content": content,
+                "status": status,
+                "message_id": message_id,
+                "finish_reason": finish_reason,
+                "usage": json.dumps(usage) if usage is not None else None,
+                "error_code": error_code,
+                "error_message": error_message,
+                "error_retryable": error_retryable,
+                "turn_id": turn_id,
+                "conversation_id": conversation_id,
+                "user_id": user_id,
+                "routing_key": EXTRACTION_ROUTING_KEY,
+                "payload": payload.model_dump_json(),
+                "headers": json.dumps(trace_headers),
+            },
+        )
+        return result.first() is not None
