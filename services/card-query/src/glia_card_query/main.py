@@ -28,7 +28,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings)
+        # No pre-ping: it put a round trip on every read (and, measured, the tail at half
+        # load). A connection lost to a database restart fails one request; the pool then
+        # drops its connections and the next request reconnects.
+        engine = create_engine(settings, pre_ping=False)
         broker = build_broker(settings, logger=None)
         app.state.settings = settings
         app.state.engine = engine
