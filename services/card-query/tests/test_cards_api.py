@@ -274,3 +274,35 @@ async def test_live_events_reach_the_owner_only(
         assert event.data["extraction"]["state"] == "current"
         with pytest.raises(TimeoutError):
             await next_event(theirs, 1.5)
+
+
+async def test_reads_recover_after_the_database_connection_is_lost(
+    serve: Any, settings_factory: Any, infra: Any, mint: Any, user: str, conversation: Any
+) -> None:
+    """Without pool pre-ping, connections that died with the server are replaced when a
+    read begins, so the first read after an outage already succeeds."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    from glia_card_query.main import create_app
+    from glia_fakes.tcp_proxy import FaultProxy
+
+    parts = urlsplit(infra.app_url)
+    proxy = FaultProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    await proxy.start()
+    try:
+        auth = parts.netloc.rsplit("@", 1)[0]
+        url = urlunsplit(parts._replace(netloc=f"{auth}@127.0.0.1:{proxy.port}"))
+        served = await serve(create_app(settings_factory(database_url=url)))
+        cid = await conversation(user)
+        async with httpx.AsyncClient(base_url=served.base_url, timeout=30) as client:
+            params = {"conversation_id": str(cid)}
+            for _ in range(3):  # warm the pool
+                assert (
+                    await client.get("/v1/cards", params=params, headers=h(mint, user))
+                ).status_code == 200
+            await proxy.cut()
+            proxy.restore()
+            r = await client.get("/v1/cards", params=params, headers=h(mint, user))
+            assert r.status_code == 200, r.text
+    finally:
+        await proxy.stop()
