@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime
 
 from faststream.rabbit import RabbitBroker
 from sqlalchemy import text
@@ -32,12 +31,7 @@ async def request_extraction(
     *,
     replay: bool = False,
 ) -> None:
-    message = ExtractionRequested(
-        conversation_id=conversation_id,
-        user_id=user_id,
-        request_id=request_id,
-        requested_at=datetime.now(UTC),
-    )
+    message = ExtractionRequested.now(conversation_id, user_id, request_id)
     await broker.publish(
         message.model_dump(mode="json"),
         exchange=EXCHANGE,

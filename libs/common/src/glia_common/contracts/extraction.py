@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,3 +17,13 @@ class ExtractionRequested(BaseModel):
     user_id: str = Field(min_length=1, max_length=128)
     request_id: str = Field(min_length=1, max_length=200)
     requested_at: datetime
+
+    @classmethod
+    def now(cls, conversation_id: uuid.UUID, user_id: str, request_id: str) -> ExtractionRequested:
+        """A request made at this moment (turn end, reconciler, operator)."""
+        return cls(
+            conversation_id=conversation_id,
+            user_id=user_id,
+            request_id=request_id,
+            requested_at=datetime.now(UTC),
+        )

@@ -28,12 +28,8 @@ class ConversationRepository(Repository):
         await self.session.refresh(conversation)
         return conversation
 
-    async def get(
-        self, conversation_id: uuid.UUID, *, for_update: bool = False
-    ) -> Conversation | None:
+    async def get(self, conversation_id: uuid.UUID) -> Conversation | None:
         stmt = select(Conversation).where(Conversation.id == conversation_id)
-        if for_update:
-            stmt = stmt.with_for_update()
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
     async def list_recent(self, limit: int, cursor: str | None) -> Page[Conversation]:

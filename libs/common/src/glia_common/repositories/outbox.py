@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 
 from sqlalchemy import func, insert, select, text
 
@@ -19,12 +18,7 @@ class OutboxRepository(Repository):
         request_id: str,
         headers: dict[str, str],
     ) -> None:
-        payload = ExtractionRequested(
-            conversation_id=conversation_id,
-            user_id=user_id,
-            request_id=request_id,
-            requested_at=datetime.now(UTC),
-        )
+        payload = ExtractionRequested.now(conversation_id, user_id, request_id)
         await self.session.execute(
             insert(OutboxMessage).values(
                 user_id=user_id,

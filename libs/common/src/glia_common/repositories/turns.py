@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import insert, select, text
@@ -75,12 +74,7 @@ class TurnRepository(Repository):
         trace_headers: dict[str, str],
     ) -> bool:
         """End the turn and request extraction; False when it was already settled."""
-        payload = ExtractionRequested(
-            conversation_id=conversation_id,
-            user_id=user_id,
-            request_id=request_id,
-            requested_at=datetime.now(UTC),
-        )
+        payload = ExtractionRequested.now(conversation_id, user_id, request_id)
         result = await self.session.execute(
             SETTLE,
             {
