@@ -33,12 +33,24 @@ def _add_trace_ids(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
+class _StderrLogger(structlog.WriteLogger):
+    """structlog's direct writer, with the name that ``add_logger_name`` reads."""
+
+    def __init__(self, name: str = "") -> None:
+        super().__init__(sys.stderr)
+        self.name = name
+
+
 def configure_logging(settings: Settings, service_name: str) -> None:
+    """Glia's own log lines are rendered by structlog and written straight to stderr
+    (no stdlib LogRecord, handler lock or formatter per line: they are on every hot
+    path). Libraries' stdlib logging goes through the same processors and renderer."""
     fmt = settings.log_format
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+    level = logging.getLevelNamesMapping()[settings.log_level.upper()]
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
-        structlog.stdlib.add_log_level,
+        structlog.processors.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _add_trace_ids,
@@ -49,26 +61,24 @@ def configure_logging(settings: Settings, service_name: str) -> None:
         if use_json
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
+    # The console renderer formats exceptions itself; JSON needs them as a string.
+    finishing: list[Any] = [structlog.processors.format_exc_info] if use_json else []
+    finishing += [lambda _, __, ev: {"service": service_name, **ev}, renderer]
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        processors=[*shared, *finishing],
+        logger_factory=_StderrLogger,
+        wrapper_class=structlog.make_filtering_bound_logger(level),
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
-        processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.format_exc_info,
-            lambda _, __, ev: {"service": service_name, **ev},
-            renderer,
-        ],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *finishing],
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(settings.log_level.upper())
+    root.setLevel(level)
     # uvicorn's access log duplicates what the request logging says, without ids.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
@@ -141,4 +151,6 @@ def shutdown_telemetry() -> None:
 
 
 def get_logger(name: str) -> Any:
-    return structlog.stdlib.get_logger(name)
+    """A lazy logger: configuration is read at its first line, so module-level loggers
+    made before configure_telemetry() still follow it."""
+    return structlog.get_logger(name)

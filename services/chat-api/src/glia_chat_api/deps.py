@@ -14,17 +14,19 @@ from glia_common.settings import Settings
 from glia_common.web.security import CurrentPrincipal
 
 
-def _settings(request: Request) -> Settings:
+# Coroutines, not plain functions: FastAPI runs a plain-function dependency on a worker
+# thread, a thread hop per request for a field read.
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def _sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
+async def _sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
     sm: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     return sm
 
 
-def _runner(request: Request) -> TurnRunner:
+async def _runner(request: Request) -> TurnRunner:
     runner: TurnRunner = request.app.state.turn_runner
     return runner
 

@@ -47,7 +47,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings, pool_size=settings.extractor_prefetch + 2, pre_ping=False)
         sessionmaker = create_sessionmaker(engine)
-        broker = build_broker(settings, graceful_timeout=run_budget_s, logger=None)
+        broker = build_broker(
+            settings, graceful_timeout=run_budget_s, logger=None, apply_types=False
+        )
         service = ExtractionService(engine, build_llm(settings), lock_timeout_s=2 * run_budget_s)
         register(broker, service, prefetch=settings.extractor_prefetch)
         reconciler = Reconciler(

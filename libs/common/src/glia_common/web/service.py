@@ -42,7 +42,16 @@ def build_service_app(
     connect_broker_for_readiness: bool = False,
 ) -> FastAPI:
     """A FastAPI app whose lifespan must set ``app.state.engine`` and ``app.state.broker``."""
-    app = FastAPI(title=title, version=VERSION, description=description, lifespan=lifespan)
+    # Tracing comes from the OpenTelemetry FastAPI instrumentation below (it is what
+    # carries the excluded routes and span options); FastAPI's own telemetry stays off
+    # instead of checking for it on every request.
+    app = FastAPI(
+        title=title,
+        version=VERSION,
+        description=description,
+        lifespan=lifespan,
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
     install_problem_handlers(app)
 
     async def database() -> bool:

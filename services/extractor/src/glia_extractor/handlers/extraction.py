@@ -57,13 +57,19 @@ def delivery_count(headers: dict[str, Any]) -> int:
     return int(value) if isinstance(value, int | str) and str(value).isdigit() else 0
 
 
-def raw_body(message: StreamMessage[Any]) -> bytes:
+async def raw_body(message: StreamMessage[Any]) -> bytes:
     """Leave decoding to the handler, so a body that is not JSON reaches it (and is
-    dead-lettered there) instead of failing inside the framework, unacked."""
+    dead-lettered there) instead of failing inside the framework, unacked. A coroutine,
+    because FastStream runs a plain function on a worker thread."""
     return message.body
 
 
 def register(broker: RabbitBroker, service: ExtractionService, *, prefetch: int) -> None:
+    """The handler takes the raw body and reads its message from the broker's context,
+    so it needs no dependency injection: build the broker with ``apply_types=False``,
+    because injecting the message costs a task group and a worker-thread hop per
+    delivery."""
+
     @broker.subscriber(
         EXTRACTION_QUEUE,
         EXCHANGE,
@@ -73,10 +79,11 @@ def register(broker: RabbitBroker, service: ExtractionService, *, prefetch: int)
         title="glia.extraction",
         description="Extraction requests written by chat turns (through the outbox).",
     )
-    async def on_extraction_requested(msg: RabbitMessage) -> None:
+    async def on_extraction_requested(body: bytes) -> None:
+        msg: RabbitMessage = broker.context.get_local("message")
         headers = dict(msg.headers or {})
         try:
-            request = ExtractionRequested.model_validate_json(msg.body)
+            request = ExtractionRequested.model_validate_json(body)
         except ValidationError as exc:
             log.error(
                 "extraction.malformed_message", error=str(exc)[:300], message_id=msg.message_id
