@@ -76,6 +76,7 @@ async def test_pagination_is_most_recent_first_and_complete(
     [
         ("post", "/v1/conversations", {"title": "x" * 201}),
         ("post", "/v1/conversations", {"title": 5}),
+        ("post", "/v1/conversations", {"title": "nul \u0000"}),
         ("post", "/v1/conversations", {"title": "ok", "extra": 1}),
         ("get", "/v1/conversations?limit=0", None),
         ("get", "/v1/conversations?limit=101", None),

@@ -119,7 +119,14 @@ async def test_the_user_message_is_committed_before_start(
 
 @pytest.mark.parametrize(
     "body",
-    [{"content": ""}, {"content": "x" * 32_001}, {}, {"content": 5}, {"content": "ok", "x": 1}],
+    [
+        {"content": ""},
+        {"content": "x" * 32_001},
+        {},
+        {"content": 5},
+        {"content": "ok", "x": 1},
+        {"content": "nul \u0000 inside"},  # PostgreSQL text cannot store it
+    ],
 )
 async def test_bad_message_is_a_plain_422(
     chat: httpx.AsyncClient, mint: Any, user: str, body: dict[str, Any]

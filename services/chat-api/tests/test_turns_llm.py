@@ -48,6 +48,38 @@ async def test_llm_reply_streams_and_is_stored(
     assert sent["messages"][-1] == {"role": "user", "content": "hello model"}
 
 
+async def test_the_model_sees_the_latest_complete_messages_in_order(
+    start_chat: Any, llm: Any, mint: Any, user: str
+) -> None:
+    """The history window: the last N complete messages, oldest first, ending with the
+    new message; a failed reply is not part of it."""
+    chat = await start_chat(
+        llm_base_url=llm.base_url,
+        llm_api_key="test-key",
+        llm_timeout_s=2.0,
+        chat_history_messages=4,
+    )
+    token = mint(user)
+    cid = await new_conversation(chat, token)
+    for text in ("one", "two"):
+        assert (await post_message(chat, cid, text, token)).names()[-1] == "done"
+    llm.configure(target="chat", mode="http_500")
+    assert (await post_message(chat, cid, "three", token)).names()[-1] == "error"
+    llm.configure(target="chat", mode="ok")
+    assert (await post_message(chat, cid, "four", token)).names()[-1] == "done"
+    sent = [
+        (m["role"], m["content"])
+        for m in llm.requests("chat")[-1]["body"]["messages"]
+        if m["role"] != "system"
+    ]
+    assert sent == [
+        ("user", "two"),
+        ("assistant", DEFAULT_CHAT_REPLY),
+        ("user", "three"),
+        ("user", "four"),
+    ]
+
+
 async def test_length_finish_reason_is_reported(
     chat_llm: httpx.AsyncClient, llm: Any, mint: Any, user: str
 ) -> None:

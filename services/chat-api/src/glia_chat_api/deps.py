@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from glia_chat_api.streaming.runner import TurnRunner
 from glia_common.db import user_transaction
@@ -21,6 +21,11 @@ async def _settings(request: Request) -> Settings:
     return settings
 
 
+async def _engine(request: Request) -> AsyncEngine:
+    engine: AsyncEngine = request.app.state.engine
+    return engine
+
+
 async def _sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
     sm: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     return sm
@@ -32,6 +37,7 @@ async def _runner(request: Request) -> TurnRunner:
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
+EngineDep = Annotated[AsyncEngine, Depends(_engine)]
 SessionMakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(_sessionmaker)]
 RunnerDep = Annotated[TurnRunner, Depends(_runner)]
 

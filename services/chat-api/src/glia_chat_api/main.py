@@ -58,7 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.broker = broker
         app.state.relay = relay
         app.state.token_verifier = TokenVerifier(settings)
-        app.state.turn_runner = TurnRunner(sessionmaker, model, on_settled=relay.wake)
+        app.state.turn_runner = TurnRunner(engine, model, on_settled=relay.wake)
         relay.start()
         log.info("chat_api.started", llm=model.provider, model=model.model)
         try:

@@ -1,6 +1,7 @@
-"""A turn's transactions: begin (before the stream) and settle (after it).
+"""A turn's transactions: begin (before the stream), checkpoints, and settle (after it).
 
-Stateless functions that take the session first; the caller owns the transaction.
+Each is one short user-scoped transaction of its own; none is open while the model
+is awaited.
 """
 
 from __future__ import annotations
@@ -10,15 +11,14 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from glia_chat_api.llm import ChatTurnMessage
+from glia_common.db import user_connection, user_transaction
 from glia_common.models import Message, Turn
-from glia_common.repositories import (
-    ConversationRepository,
-    MessageRepository,
-    TurnRepository,
-)
+from glia_common.repositories import MessageRepository, TurnRepository
+from glia_common.repositories.turns import TurnStore
 
 
 class ConversationNotFound(Exception):
@@ -58,7 +58,8 @@ def request_hash(conversation_id: uuid.UUID, content: str) -> str:
 
 
 async def begin_turn(
-    session: AsyncSession,
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker[AsyncSession],
     *,
     user_id: str,
     conversation_id: uuid.UUID,
@@ -70,45 +71,46 @@ async def begin_turn(
 ) -> NewTurn | RecordedTurn:
     """Commit the user message and an empty streaming assistant message, or find the
     recorded turn of a repeated request."""
-    turns = TurnRepository.from_session(session)
-    messages = MessageRepository.from_session(session)
     fingerprint = request_hash(conversation_id, content)
-
     if idempotency_key is not None:
-        earlier = await turns.by_idempotency_key(idempotency_key)
-        if earlier is not None:
-            if earlier.request_hash != fingerprint:
-                raise IdempotencyKeyReused
-            assistant = await messages.get(earlier.assistant_message_id)
-            if assistant is None or assistant.status == "streaming":
-                raise TurnInProgress
-            return RecordedTurn(turn=earlier, assistant=assistant)
+        async with user_transaction(sessionmaker, user_id) as session:
+            earlier = await TurnRepository.from_session(session).by_idempotency_key(idempotency_key)
+            if earlier is not None:
+                if earlier.request_hash != fingerprint:
+                    raise IdempotencyKeyReused
+                assistant = await MessageRepository.from_session(session).get(
+                    earlier.assistant_message_id
+                )
+                if assistant is None or assistant.status == "streaming":
+                    raise TurnInProgress
+                return RecordedTurn(turn=earlier, assistant=assistant)
 
-    if not await ConversationRepository.from_session(session).touch(conversation_id):
+    try:
+        async with user_connection(engine, user_id) as conn:
+            begun = await TurnStore(conn).begin(
+                conversation_id=conversation_id,
+                user_id=user_id,
+                content=content,
+                idempotency_key=idempotency_key,
+                request_hash=fingerprint,
+                request_id=request_id,
+                trace_id=trace_id,
+                history_limit=history_limit,
+            )
+    except asyncpg.UniqueViolationError as exc:
+        # A concurrent request with the same Idempotency-Key won the insert.
+        raise TurnInProgress from exc
+    if begun is None:
         raise ConversationNotFound
-    user_message_id, assistant_id = await messages.add_exchange(
-        conversation_id=conversation_id, user_id=user_id, content=content
-    )
-    turn_id = await turns.add(
-        conversation_id=conversation_id,
-        user_id=user_id,
-        user_message_id=user_message_id,
-        assistant_message_id=assistant_id,
-        idempotency_key=idempotency_key,
-        request_hash=fingerprint,
-        request_id=request_id,
-        trace_id=trace_id,
-    )
-    history = await messages.latest_complete(conversation_id, history_limit)
     return NewTurn(
         user_id=user_id,
         conversation_id=conversation_id,
-        turn_id=turn_id,
-        user_message_id=user_message_id,
-        assistant_message_id=assistant_id,
+        turn_id=begun.turn_id,
+        user_message_id=begun.user_message_id,
+        assistant_message_id=begun.assistant_message_id,
         request_id=request_id,
         trace_id=trace_id,
-        history=[ChatTurnMessage(role=m.role, content=m.content) for m in history],  # type: ignore[arg-type]
+        history=[ChatTurnMessage(role=role, content=text) for role, text in begun.history],  # type: ignore[arg-type]
     )
 
 
@@ -124,22 +126,30 @@ class TurnOutcome:
 
 
 async def settle_turn(
-    session: AsyncSession, turn: NewTurn, outcome: TurnOutcome, trace_headers: dict[str, str]
+    engine: AsyncEngine, turn: NewTurn, outcome: TurnOutcome, trace_headers: dict[str, str]
 ) -> bool:
     """Store the assistant message's final state and, in the same transaction, request
     extraction through the outbox. False when the turn had already been settled."""
-    return await TurnRepository.from_session(session).settle(
-        turn_id=turn.turn_id,
-        message_id=turn.assistant_message_id,
-        conversation_id=turn.conversation_id,
-        user_id=turn.user_id,
-        content=outcome.content,
-        status=outcome.status,
-        finish_reason=outcome.finish_reason,
-        usage=outcome.usage,
-        error_code=outcome.error_code,
-        error_message=outcome.error_message,
-        error_retryable=outcome.error_retryable,
-        request_id=turn.request_id,
-        trace_headers=trace_headers,
-    )
+    async with user_connection(engine, turn.user_id) as conn:
+        return await TurnStore(conn).settle(
+            turn_id=turn.turn_id,
+            message_id=turn.assistant_message_id,
+            conversation_id=turn.conversation_id,
+            user_id=turn.user_id,
+            content=outcome.content,
+            status=outcome.status,
+            finish_reason=outcome.finish_reason,
+            usage=outcome.usage,
+            error_code=outcome.error_code,
+            error_message=outcome.error_message,
+            error_retryable=outcome.error_retryable,
+            request_id=turn.request_id,
+            trace_headers=trace_headers,
+        )
+
+
+async def checkpoint_turn(engine: AsyncEngine, turn: NewTurn, content: str) -> None:
+    """Save the streamed text so far; also the heartbeat that keeps a live turn from
+    being swept."""
+    async with user_connection(engine, turn.user_id) as conn:
+        await TurnStore(conn).checkpoint(turn.assistant_message_id, content)

@@ -1,6 +1,12 @@
 """Engines, sessions and the user-scoped transaction."""
 
 from glia_common.db.engine import create_engine, create_sessionmaker
-from glia_common.db.scope import system_transaction, user_transaction
+from glia_common.db.scope import system_transaction, user_connection, user_transaction
 
-__all__ = ["create_engine", "create_sessionmaker", "system_transaction", "user_transaction"]
+__all__ = [
+    "create_engine",
+    "create_sessionmaker",
+    "system_transaction",
+    "user_connection",
+    "user_transaction",
+]

@@ -7,11 +7,18 @@ it never leaks to the next user of a pooled connection.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import asyncpg
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+SET_USER = "SELECT set_config('glia.user_id', $1, true)"
+
+# What a pooled connection that died with its server (a database restart) raises.
+_DEAD_CONNECTION = (asyncpg.ConnectionDoesNotExistError, asyncpg.InterfaceError, OSError)
 
 
 async def set_user_scope(session: AsyncSession, user_id: str) -> None:
@@ -44,3 +51,37 @@ async def system_transaction(
     SECURITY DEFINER functions that serve cross-user work (outbox relay, sweepers)."""
     async with sessionmaker() as session, session.begin():
         yield session
+
+
+@asynccontextmanager
+async def user_connection(
+    engine: AsyncEngine, user_id: str, *, read_only: bool = False
+) -> AsyncIterator[asyncpg.Connection]:
+    """One transaction as ``user_id`` on a pooled connection's asyncpg driver, for the
+    hot paths that skip the ORM: commits on success, rolls back on error.
+
+    Instead of pinging every connection it takes from the pool, it finds a dead one when
+    the transaction begins - before any work - and takes another."""
+    for attempt in (1, 2):
+        async with engine.connect() as pooled:
+            raw = await pooled.get_raw_connection()
+            conn: asyncpg.Connection = raw.driver_connection
+            try:
+                transaction = conn.transaction(readonly=read_only)
+                await transaction.start()
+            except _DEAD_CONNECTION:
+                # The server went away: so did every pooled connection. Start a new pool.
+                await pooled.invalidate()
+                await engine.dispose(close=False)
+                if attempt == 2:
+                    raise
+                continue
+            try:
+                await conn.execute(SET_USER, user_id)
+                yield conn
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await transaction.rollback()
+                raise
+            await transaction.commit()
+            return

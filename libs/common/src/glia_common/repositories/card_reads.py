@@ -7,7 +7,6 @@ user's scope (``read_transaction``), so row-level security applies to every quer
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,6 +17,7 @@ from typing import Any, Literal
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from glia_common.db.scope import user_connection
 from glia_common.repositories.conversations import Page
 from glia_common.repositories.cursor import InvalidCursor, decode_cursor, encode_cursor
 
@@ -63,39 +63,11 @@ class Freshness:
     run_id: uuid.UUID | None  # the card set the conversation's cards come from
 
 
-# What a pooled connection that died with its server (a database restart) raises.
-_DEAD_CONNECTION = (asyncpg.ConnectionDoesNotExistError, asyncpg.InterfaceError, OSError)
-
-
 @asynccontextmanager
 async def read_transaction(engine: AsyncEngine, user_id: str) -> AsyncIterator[CardReads]:
-    """A read-only transaction as ``user_id`` on a pooled connection's driver.
-
-    Instead of pinging every connection it takes from the pool, it finds a dead one when
-    the transaction begins - before any work - and takes another."""
-    for attempt in (1, 2):
-        async with engine.connect() as pooled:
-            raw = await pooled.get_raw_connection()
-            conn: asyncpg.Connection = raw.driver_connection
-            try:
-                transaction = conn.transaction(readonly=True)
-                await transaction.start()
-            except _DEAD_CONNECTION:
-                # The server went away: so did every pooled connection. Start a new pool.
-                await pooled.invalidate()
-                await engine.dispose(close=False)
-                if attempt == 2:
-                    raise
-                continue
-            try:
-                await conn.execute("SELECT set_config('glia.user_id', $1, true)", user_id)
-                yield CardReads(conn)
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    await transaction.rollback()
-                raise
-            await transaction.commit()
-            return
+    """A read-only transaction as ``user_id`` on a pooled connection's driver."""
+    async with user_connection(engine, user_id, read_only=True) as conn:
+        yield CardReads(conn)
 
 
 class CardReads:

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, TypeVar
 
-from sqlalchemy import delete, func, select, tuple_, update
+from sqlalchemy import delete, select, tuple_
 
 from glia_common.models import Conversation
 from glia_common.repositories.base import Repository
@@ -48,17 +48,6 @@ class ConversationRepository(Repository):
             last = rows[-1]
             next_cursor = encode_cursor({"u": last.updated_at.isoformat(), "i": str(last.id)})
         return Page(rows, next_cursor)
-
-    async def touch(self, conversation_id: uuid.UUID) -> bool:
-        """Mark the conversation updated now; False when it is not visible (missing or
-        another user's), which makes this the existence check too."""
-        result = await self.session.execute(
-            update(Conversation)
-            .where(Conversation.id == conversation_id)
-            .values(updated_at=func.clock_timestamp())
-            .returning(Conversation.id)
-        )
-        return result.first() is not None
 
     async def delete(self, conversation_id: uuid.UUID) -> bool:
         result = await self.session.execute(

@@ -9,10 +9,9 @@ import structlog
 from fastapi import APIRouter, Depends, Header
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from opentelemetry import trace
-from sqlalchemy.exc import IntegrityError
 
 from glia_chat_api.api.schemas import MessageCreate
-from glia_chat_api.deps import RunnerDep, SessionMakerDep, SettingsDep
+from glia_chat_api.deps import EngineDep, RunnerDep, SessionMakerDep, SettingsDep
 from glia_chat_api.streaming.runner import replay
 from glia_chat_api.turns import (
     ConversationNotFound,
@@ -22,7 +21,6 @@ from glia_chat_api.turns import (
     TurnInProgress,
     begin_turn,
 )
-from glia_common.db import user_transaction
 from glia_common.web.problems import PROBLEM_RESPONSES, ProblemError, not_found
 from glia_common.web.request_id import current_request_id
 from glia_common.web.security import CurrentPrincipal
@@ -51,6 +49,7 @@ async def _start_turn(
     conversation_id: uuid.UUID,
     body: MessageCreate,
     principal: CurrentPrincipal,
+    engine: EngineDep,
     sessionmaker: SessionMakerDep,
     settings: SettingsDep,
     idempotency_key: IdempotencyKey = None,
@@ -58,17 +57,17 @@ async def _start_turn(
     """Everything that can fail before the stream starts, answered as a plain problem."""
     structlog.contextvars.bind_contextvars(conversation_id=str(conversation_id))
     try:
-        async with user_transaction(sessionmaker, principal.user_id) as session:
-            return await begin_turn(
-                session,
-                user_id=principal.user_id,
-                conversation_id=conversation_id,
-                content=body.content,
-                idempotency_key=idempotency_key,
-                request_id=current_request_id(),
-                trace_id=_current_trace_id(),
-                history_limit=settings.chat_history_messages,
-            )
+        return await begin_turn(
+            engine,
+            sessionmaker,
+            user_id=principal.user_id,
+            conversation_id=conversation_id,
+            content=body.content,
+            idempotency_key=idempotency_key,
+            request_id=current_request_id(),
+            trace_id=_current_trace_id(),
+            history_limit=settings.chat_history_messages,
+        )
     except ConversationNotFound as exc:
         raise not_found("conversation") from exc
     except IdempotencyKeyReused as exc:
@@ -77,8 +76,7 @@ async def _start_turn(
             "this Idempotency-Key was used with a different request",
             code="idempotency_key_reused",
         ) from exc
-    except (TurnInProgress, IntegrityError) as exc:
-        # IntegrityError: a concurrent request with the same key won the insert.
+    except TurnInProgress as exc:
         raise ProblemError(
             409,
             "a request with this Idempotency-Key is still running",

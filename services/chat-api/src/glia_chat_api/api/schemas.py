@@ -2,15 +2,25 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL (\\u0000) characters")
+    return value
+
+
+# PostgreSQL text cannot hold NUL: refuse it at the edge with a clear 422.
+StoredText = Annotated[str, AfterValidator(_no_nul)]
 
 
 class ConversationCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    title: str | None = Field(default=None, max_length=200)
+    title: StoredText | None = Field(default=None, max_length=200)
 
 
 class ConversationOut(BaseModel):
@@ -44,4 +54,4 @@ class ConversationPage(BaseModel):
 class MessageCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    content: str = Field(min_length=1, max_length=32_000)
+    content: StoredText = Field(min_length=1, max_length=32_000)

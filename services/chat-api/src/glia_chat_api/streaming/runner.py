@@ -17,14 +17,18 @@ from typing import Any
 
 from fastapi.sse import ServerSentEvent
 from opentelemetry import propagate
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from glia_chat_api import metrics
 from glia_chat_api.llm import ChatError, ChatModel
 from glia_chat_api.streaming.sse import DoneData, ErrorData, EventSequence, StartData
-from glia_chat_api.turns import NewTurn, RecordedTurn, TurnOutcome, settle_turn
-from glia_common.db import user_transaction
-from glia_common.repositories import MessageRepository
+from glia_chat_api.turns import (
+    NewTurn,
+    RecordedTurn,
+    TurnOutcome,
+    checkpoint_turn,
+    settle_turn,
+)
 from glia_common.telemetry import get_logger
 
 log = get_logger(__name__)
@@ -47,11 +51,11 @@ class _End:
 class TurnRunner:
     def __init__(
         self,
-        sessionmaker: async_sessionmaker[AsyncSession],
+        engine: AsyncEngine,
         model: ChatModel,
         on_settled: Callable[[], None] = lambda: None,
     ) -> None:
-        self._sessionmaker = sessionmaker
+        self._engine = engine
         self._model = model
         self._on_settled = on_settled
         self._tasks: set[asyncio.Task[None]] = set()
@@ -193,10 +197,7 @@ class TurnRunner:
 
     async def _checkpoint(self, turn: NewTurn, text: str) -> None:
         try:
-            async with user_transaction(self._sessionmaker, turn.user_id) as session:
-                await MessageRepository.from_session(session).checkpoint(
-                    turn.assistant_message_id, text
-                )
+            await checkpoint_turn(self._engine, turn, text)
         except Exception as exc:  # a missed checkpoint only costs durability of partial text
             log.warning("turn.checkpoint_failed", error=type(exc).__name__)
 
@@ -205,8 +206,7 @@ class TurnRunner:
         propagate.inject(headers)
         for attempt in range(3):
             try:
-                async with user_transaction(self._sessionmaker, turn.user_id) as session:
-                    await settle_turn(session, turn, outcome, headers)
+                await settle_turn(self._engine, turn, outcome, headers)
             except Exception as exc:
                 log.warning(
                     "turn.settle_failed",
