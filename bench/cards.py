@@ -1,5 +1,6 @@
 """Part 3: card reads from glia-card-query, next to a bare Starlette + asyncpg route
-(``bench/baselines/cards_route.py``).
+(``bench/baselines/cards_route.py``), and the same route on bare FastAPI
+(``bench/baselines/cards_fastapi.py``: the framework's own share, closed loop only).
 
 Each of ``clients`` clients reads the cards of its own conversation (its own user;
 conversations extracted in part 2, 8 cards each): ``GET /v1/cards?conversation_id=``,
@@ -19,6 +20,8 @@ from bench.infra import free_port, service_env, stop
 from bench.load import GetSample, closed_loop, get, open_loop
 from bench.seed import Conv
 from bench.stats import figure, slowest, summary_ms
+
+PROCESS = {"glia": "glia-card-query", "route": "cards-route", "fastapi": "cards-fastapi"}
 
 
 async def etags(ctx: Ctx, base: str, convs: list[Conv]) -> list[str]:
@@ -62,7 +65,7 @@ async def measure(
     if rate is None:
         async with ctx.cpu(
             f"cards closed {name} {mode}",
-            profile={"glia": "glia-card-query"}.get(name, "cards-route"),
+            profile=PROCESS[name],
         ):
             result = await closed_loop(
                 k.clients,
@@ -87,9 +90,7 @@ async def measure(
     async def arrival(_: int) -> GetSample:
         return await request(next(counter))
 
-    async with ctx.cpu(
-        f"cards open {name} {mode}", profile={"glia": "glia-card-query"}.get(name, "cards-route")
-    ):
+    async with ctx.cpu(f"cards open {name} {mode}", profile=PROCESS[name]):
         opened = await open_loop(rate, k.cards_s, arrival)
     ok = [(t, s) for t, s in opened.samples if s.status == want]
     lat = summary_ms([s.end - t for t, s in ok])
@@ -110,28 +111,34 @@ async def run(ctx: Ctx) -> dict[str, Any]:
     k = ctx.knobs
     convs = ctx.extracted[: k.clients]
     env = service_env(ctx.infra, ctx.jwt_secret)
-    glia_port, route_port = free_port(), free_port()
+    glia_port = free_port()
     glia = ctx.procs.make(
         "glia-card-query", ["glia-card-query"], {**env, "GLIA_HTTP_PORT": str(glia_port)}, glia_port
     )
-    route = ctx.procs.make(
-        "cards-route",
-        [
-            "uvicorn",
-            "bench.baselines.cards_route:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(route_port),
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ],
-        env,
-        route_port,
-    )
-    await asyncio.to_thread(ctx.procs.start, glia, route)
-    bases = {"glia": glia.url, "route": route.url}
+    baselines = []
+    for name, module in (("route", "cards_route"), ("fastapi", "cards_fastapi")):
+        port = free_port()
+        baselines.append(
+            ctx.procs.make(
+                PROCESS[name],
+                [
+                    "uvicorn",
+                    f"bench.baselines.{module}:app",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--no-access-log",
+                    "--log-level",
+                    "warning",
+                ],
+                env,
+                port,
+            )
+        )
+    route, fastapi = baselines
+    await asyncio.to_thread(ctx.procs.start, glia, route, fastapi)
+    bases = {"glia": glia.url, "route": route.url, "fastapi": fastapi.url}
     tags = {name: await etags(ctx, base, convs) for name, base in bases.items()}
 
     closed: dict[str, dict[str, Any]] = {}
@@ -143,16 +150,24 @@ async def run(ctx: Ctx) -> dict[str, Any]:
             )
     for mode in ("200", "304"):
         rate = max(1.0, closed[f"glia_{mode}"]["rps"] / 2)
-        for name, base in bases.items():
+        for name in ("glia", "route"):
+            base = bases[name]
             opened[f"{name}_{mode}"] = await measure(
                 ctx, name, base, convs, tags[name] if mode == "304" else None, rate
             )
     ctx.details["cards"] = {"clients": len(convs), "closed": closed, "open": opened}
-    for p in (glia, route):
+    for p in (glia, route, fastapi):
         await asyncio.to_thread(stop, p)
 
-    def fig(kind: dict[str, dict[str, Any]], key: str, mode: str, unit: str, q: str = "") -> Any:
-        g, r = kind[f"glia_{mode}"], kind[f"route_{mode}"]
+    def fig(
+        kind: dict[str, dict[str, Any]],
+        key: str,
+        mode: str,
+        unit: str,
+        q: str = "",
+        of: str = "glia",
+    ) -> Any:
+        g, r = kind[f"{of}_{mode}"], kind[f"route_{mode}"]
         if q:
             return figure(g["latency_ms"][q], r["latency_ms"][q], unit)
         return figure(g[key], r[key], unit)
@@ -160,6 +175,9 @@ async def run(ctx: Ctx) -> dict[str, Any]:
     return {
         "rps_200": fig(closed, "rps", "200", "req/s"),
         "rps_304": fig(closed, "rps", "304", "req/s"),
+        # The same route on bare FastAPI, next to the bare Starlette route.
+        "fastapi_floor_rps_200": fig(closed, "rps", "200", "req/s", of="fastapi"),
+        "fastapi_floor_rps_304": fig(closed, "rps", "304", "req/s", of="fastapi"),
         "p50_200_ms": fig(opened, "", "200", "ms", "p50"),
         "p99_200_ms": fig(opened, "", "200", "ms", "p99"),
         "p50_304_ms": fig(opened, "", "304", "ms", "p50"),

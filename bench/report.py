@@ -16,7 +16,14 @@ from typing import Any
 from bench.infra import REPO
 
 # Which direction is good, per figure (ratio = value / baseline either way).
-HIGHER_IS_BETTER = {"turns_per_s", "runs_per_s", "rps_200", "rps_304"}
+HIGHER_IS_BETTER = {
+    "turns_per_s",
+    "runs_per_s",
+    "rps_200",
+    "rps_304",
+    "fastapi_floor_rps_200",
+    "fastapi_floor_rps_304",
+}
 
 
 @dataclass(frozen=True)

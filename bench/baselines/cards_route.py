@@ -94,10 +94,14 @@ async def list_cards(request: Request) -> Response:
         conversation_id = uuid.UUID(request.query_params["conversation_id"])
     except (KeyError, ValueError):
         return problem(422, "conversation_id is required")
+    return await answer(request, str(claims["sub"]), conversation_id)
 
+
+async def answer(request: Request, user_id: str, conversation_id: uuid.UUID) -> Response:
+    """The read itself, once the caller is known (shared with ``cards_fastapi``)."""
     pool: asyncpg.Pool = request.app.state.pool
     async with pool.acquire() as conn, conn.transaction(readonly=True):
-        await conn.execute("SELECT set_config('glia.user_id', $1, true)", str(claims["sub"]))
+        await conn.execute("SELECT set_config('glia.user_id', $1, true)", user_id)
         row = await conn.fetchrow(FRESHNESS, conversation_id)
         if row is None:
             return problem(404, "conversation not found")

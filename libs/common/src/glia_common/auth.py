@@ -95,29 +95,13 @@ class TokenVerifier:
         )
 
     async def verify(self, token: str) -> Principal:
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError as exc:
-            raise AuthError("malformed token") from exc
-        alg = header.get("alg")
-        key: Any
-        if alg in HMAC_ALGORITHMS and self._secret:
-            key = self._secret
-        elif alg in ASYMMETRIC_ALGORITHMS and self._jwks is not None:
-            kid = header.get("kid")
-            jwk = await self._jwks.get(kid if isinstance(kid, str) else None)
-            if jwk.algorithm_name != alg:
-                raise AuthError("the signing key does not match the token algorithm")
-            key = jwk.key
-        else:
-            raise AuthError("token algorithm not accepted")
-
+        key, alg = await self._key_for(token)
         required = ["exp", "sub", "aud"] + (["iss"] if self._issuer else [])
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
                 key=key,
-                algorithms=[str(alg)],
+                algorithms=[alg],
                 audience=self._audience,
                 issuer=self._issuer,
                 leeway=LEEWAY_S,
@@ -125,12 +109,40 @@ class TokenVerifier:
             )
         except jwt.ExpiredSignatureError as exc:
             raise AuthError("token expired") from exc
+        except jwt.InvalidAlgorithmError as exc:
+            raise AuthError("token algorithm not accepted") from exc
+        except jwt.InvalidSignatureError as exc:
+            raise AuthError("invalid token") from exc
+        except jwt.DecodeError as exc:
+            raise AuthError("malformed token") from exc
         except (jwt.PyJWTError, TypeError, ValueError) as exc:
             raise AuthError("invalid token") from exc
         sub = claims.get("sub")
         if not isinstance(sub, str) or not 1 <= len(sub) <= MAX_SUBJECT_LENGTH:
             raise AuthError("invalid subject")
         return Principal(user_id=sub, claims=claims)
+
+    async def _key_for(self, token: str) -> tuple[Any, str]:
+        """The key and the one algorithm the token may use. With only a shared secret
+        there is nothing to choose, and the token is parsed once, by ``jwt.decode``."""
+        if self._jwks is None:
+            if not self._secret:
+                raise AuthError("token algorithm not accepted")
+            return self._secret, "HS256"
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise AuthError("malformed token") from exc
+        alg = header.get("alg")
+        if alg in HMAC_ALGORITHMS and self._secret:
+            return self._secret, str(alg)
+        if alg in ASYMMETRIC_ALGORITHMS:
+            kid = header.get("kid")
+            jwk = await self._jwks.get(kid if isinstance(kid, str) else None)
+            if jwk.algorithm_name != alg:
+                raise AuthError("the signing key does not match the token algorithm")
+            return jwk.key, str(alg)
+        raise AuthError("token algorithm not accepted")
 
 
 def mint_token(settings: Settings, subject: str, ttl_s: int = 3600) -> str:
