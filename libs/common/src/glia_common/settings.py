@@ -69,6 +69,11 @@ def get_settings() -> Settings:
     return Settings()
 
 
+def driver_database_url(url: str) -> str:
+    """The URL asyncpg itself takes (``postgresql://``, whatever the driver suffix)."""
+    return urlsplit(url)._replace(scheme="postgresql").geturl()
+
+
 def async_database_url(url: str) -> str:
     """The SQLAlchemy asyncpg URL for a plain ``postgresql://`` URL."""
     parts = urlsplit(url)

@@ -13,7 +13,7 @@ from glia_common.web.security import CurrentPrincipal
 
 async def _card_reads(request: Request, principal: CurrentPrincipal) -> AsyncIterator[CardReads]:
     # A read-only transaction as the caller, ended before the response is sent.
-    async with read_transaction(request.app.state.engine, principal.user_id) as reads:
+    async with read_transaction(request.app.state.database, principal.user_id) as reads:
         yield reads
 
 

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from glia_card_query.api import cards
 from glia_card_query.events import CardEventHub
 from glia_common.auth import TokenVerifier
-from glia_common.db import create_engine
+from glia_common.db import create_driver_pool
 from glia_common.messaging import build_broker
 from glia_common.settings import Settings, get_settings
 from glia_common.telemetry import configure_telemetry, get_logger, shutdown_telemetry
@@ -28,13 +28,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # No pre-ping: it put a round trip on every read (and, measured, the tail at half
-        # load). A connection lost to a database restart fails one request; the pool then
-        # drops its connections and the next request reconnects.
-        engine = create_engine(settings, pre_ping=False)
+        # Every query here runs on the driver, so a plain driver pool: no ORM checkout
+        # per request, and no pre-ping (a dead connection is found as its read begins).
+        database = await create_driver_pool(settings)
         broker = build_broker(settings, logger=None)
         app.state.settings = settings
-        app.state.engine = engine
+        app.state.database = database
         app.state.token_verifier = TokenVerifier(settings)
         app.state.broker = broker
         app.state.card_events = CardEventHub(settings.database_url)
@@ -45,7 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await app.state.card_events.stop()
             await broker.stop()
-            await engine.dispose()
+            await database.close()
             shutdown_telemetry()
 
     return build_service_app(

@@ -22,7 +22,7 @@ async def _settings(request: Request) -> Settings:
 
 
 async def _engine(request: Request) -> AsyncEngine:
-    engine: AsyncEngine = request.app.state.engine
+    engine: AsyncEngine = request.app.state.database
     return engine
 
 

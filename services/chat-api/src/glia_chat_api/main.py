@@ -53,7 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         model = build_chat_model(settings)
         app.state.settings = settings
-        app.state.engine = engine
+        app.state.database = engine
         app.state.sessionmaker = sessionmaker
         app.state.broker = broker
         app.state.relay = relay

@@ -58,7 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             interval_s=settings.reconcile_interval_s,
             grace_s=settings.reconcile_grace_s,
         )
-        app.state.engine = engine
+        app.state.database = engine
         app.state.broker = broker
         app.state.service = service
 

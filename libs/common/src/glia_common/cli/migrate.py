@@ -16,7 +16,13 @@ import asyncpg
 from alembic import command
 from alembic.config import Config
 
-from glia_common.settings import Settings, async_database_url, get_settings, with_database
+from glia_common.settings import (
+    Settings,
+    async_database_url,
+    driver_database_url,
+    get_settings,
+    with_database,
+)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -30,18 +36,13 @@ def alembic_config(admin_url_for_db: str) -> Config:
     return cfg
 
 
-def _plain(url: str) -> str:
-    parts = urlsplit(url)
-    return parts._replace(scheme="postgresql").geturl()
-
-
 async def ensure_database_and_role(settings: Settings) -> None:
     app = urlsplit(settings.database_url)
     role = unquote(app.username or "glia_app")
     password = unquote(app.password) if app.password else None
     database = app.path.lstrip("/") or "glia"
 
-    admin = await asyncpg.connect(_plain(settings.database_admin_url))
+    admin = await asyncpg.connect(driver_database_url(settings.database_admin_url))
     try:
         exists = await admin.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role)
         quoted_role = await admin.fetchval("SELECT quote_ident($1)", role)
@@ -65,7 +66,9 @@ async def grant_app_role(settings: Settings) -> None:
     app = urlsplit(settings.database_url)
     role = unquote(app.username or "glia_app")
     database = app.path.lstrip("/") or "glia"
-    conn = await asyncpg.connect(_plain(with_database(settings.database_admin_url, database)))
+    conn = await asyncpg.connect(
+        driver_database_url(with_database(settings.database_admin_url, database))
+    )
     try:
         r = await conn.fetchval("SELECT quote_ident($1)", role)
         d = await conn.fetchval("SELECT quote_ident($1)", database)

@@ -1,9 +1,10 @@
 """Engines, sessions and the user-scoped transaction."""
 
-from glia_common.db.engine import create_engine, create_sessionmaker
+from glia_common.db.engine import create_driver_pool, create_engine, create_sessionmaker
 from glia_common.db.scope import system_transaction, user_connection, user_transaction
 
 __all__ = [
+    "create_driver_pool",
     "create_engine",
     "create_sessionmaker",
     "system_transaction",

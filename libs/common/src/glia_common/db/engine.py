@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 
-from glia_common.settings import Settings, async_database_url
+from glia_common.settings import Settings, async_database_url, driver_database_url
+
+# Keep the server from holding a transaction open forever if a client stalls.
+SERVER_SETTINGS = {"idle_in_transaction_session_timeout": "60000"}
 
 
 def create_engine(
@@ -23,10 +27,24 @@ def create_engine(
         max_overflow=settings.database_max_overflow,
         pool_pre_ping=pre_ping,
         pool_recycle=1800,
-        # Keep the server from holding a transaction open forever if a client stalls.
-        connect_args={"server_settings": {"idle_in_transaction_session_timeout": "60000"}},
+        connect_args={"server_settings": SERVER_SETTINGS},
     )
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+async def create_driver_pool(settings: Settings) -> asyncpg.Pool:
+    """A plain asyncpg pool for the app role, the same size as an engine's pool, for a
+    service whose every query runs on the driver (card query): checking a connection
+    out of it costs a fraction of an engine checkout. It pings nothing either: a
+    connection that died with the server is found when its transaction begins
+    (``user_connection``)."""
+    return await asyncpg.create_pool(
+        driver_database_url(settings.database_url),
+        min_size=1,
+        max_size=settings.database_pool_size + settings.database_max_overflow,
+        max_inactive_connection_lifetime=300,
+        server_settings=SERVER_SETTINGS,
+    )

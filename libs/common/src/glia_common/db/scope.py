@@ -8,7 +8,7 @@ it never leaks to the next user of a pooled connection.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import asyncpg
@@ -55,24 +55,22 @@ async def system_transaction(
 
 @asynccontextmanager
 async def user_connection(
-    engine: AsyncEngine, user_id: str, *, read_only: bool = False
+    database: AsyncEngine | asyncpg.Pool, user_id: str, *, read_only: bool = False
 ) -> AsyncIterator[asyncpg.Connection]:
-    """One transaction as ``user_id`` on a pooled connection's asyncpg driver, for the
-    hot paths that skip the ORM: commits on success, rolls back on error.
+    """One transaction as ``user_id`` on a pooled asyncpg connection - from an engine's
+    pool or a plain driver pool - for the hot paths that skip the ORM: commits on
+    success, rolls back on error.
 
     Instead of pinging every connection it takes from the pool, it finds a dead one when
     the transaction begins - before any work - and takes another."""
     for attempt in (1, 2):
-        async with engine.connect() as pooled:
-            raw = await pooled.get_raw_connection()
-            conn: asyncpg.Connection = raw.driver_connection
+        async with _checkout(database) as (conn, discard):
             try:
                 transaction = conn.transaction(readonly=read_only)
                 await transaction.start()
             except _DEAD_CONNECTION:
-                # The server went away: so did every pooled connection. Start a new pool.
-                await pooled.invalidate()
-                await engine.dispose(close=False)
+                # The server went away: so did every pooled connection. Start afresh.
+                await discard()
                 if attempt == 2:
                     raise
                 continue
@@ -85,3 +83,22 @@ async def user_connection(
                 raise
             await transaction.commit()
             return
+
+
+@asynccontextmanager
+async def _checkout(
+    database: AsyncEngine | asyncpg.Pool,
+) -> AsyncIterator[tuple[asyncpg.Connection, Callable[[], Awaitable[None]]]]:
+    """A pooled driver connection, and how to drop the whole pool's connections."""
+    if isinstance(database, asyncpg.Pool):
+        async with database.acquire() as conn:
+            yield conn, database.expire_connections
+        return
+    async with database.connect() as pooled:
+        raw = await pooled.get_raw_connection()
+
+        async def discard() -> None:
+            await pooled.invalidate()
+            await database.dispose(close=False)
+
+        yield raw.driver_connection, discard

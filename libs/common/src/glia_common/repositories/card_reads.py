@@ -64,9 +64,11 @@ class Freshness:
 
 
 @asynccontextmanager
-async def read_transaction(engine: AsyncEngine, user_id: str) -> AsyncIterator[CardReads]:
-    """A read-only transaction as ``user_id`` on a pooled connection's driver."""
-    async with user_connection(engine, user_id, read_only=True) as conn:
+async def read_transaction(
+    database: AsyncEngine | asyncpg.Pool, user_id: str
+) -> AsyncIterator[CardReads]:
+    """A read-only transaction as ``user_id`` on a pooled driver connection."""
+    async with user_connection(database, user_id, read_only=True) as conn:
         yield CardReads(conn)
 
 

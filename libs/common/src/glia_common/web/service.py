@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import asyncpg
 import uvicorn
 from fastapi import APIRouter, FastAPI
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
@@ -21,7 +22,11 @@ VERSION = "0.1.0"
 
 
 async def database_ready(app: FastAPI) -> bool:
-    async with app.state.engine.connect() as conn:
+    database = app.state.database
+    if isinstance(database, asyncpg.Pool):
+        await database.fetchval("SELECT 1")
+        return True
+    async with database.connect() as conn:
         await conn.execute(text("SELECT 1"))
     return True
 
@@ -41,7 +46,8 @@ def build_service_app(
     routers: Sequence[APIRouter] = (),
     connect_broker_for_readiness: bool = False,
 ) -> FastAPI:
-    """A FastAPI app whose lifespan must set ``app.state.engine`` and ``app.state.broker``."""
+    """A FastAPI app whose lifespan must set ``app.state.database`` (an engine, or a
+    driver pool) and ``app.state.broker``."""
     # Tracing comes from the OpenTelemetry FastAPI instrumentation below (it is what
     # carries the excluded routes and span options); FastAPI's own telemetry stays off
     # instead of checking for it on every request.

@@ -107,7 +107,7 @@ HEARTBEAT_S = 10.0
 async def _owned_freshness(
     request: Request, user_id: str, conversation_id: uuid.UUID
 ) -> FreshnessOut | None:
-    async with read_transaction(request.app.state.engine, user_id) as reads:
+    async with read_transaction(request.app.state.database, user_id) as reads:
         fresh = await reads.freshness(conversation_id)
     return None if fresh is None else _freshness_out(fresh)
 
