@@ -3,6 +3,7 @@ metrics, request ids and tracing around the service's own routes; and how it is 
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Sequence
 from typing import Any
 
@@ -79,6 +80,11 @@ def build_service_app(
 
 
 def serve(app: FastAPI, settings: Settings, default_port: int, graceful_timeout_s: float) -> None:
+    # What exists now (modules, routes, models, schemas) lives as long as the process:
+    # freeze it out of the collector's full passes, which would otherwise scan it all
+    # every time (about 40 ms for a service here, a pause every request waits through).
+    gc.collect()
+    gc.freeze()
     uvicorn.run(
         app,
         host=settings.http_host,
