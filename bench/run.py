@@ -220,7 +220,11 @@ async def bench(args: argparse.Namespace, infra: Infra, procs: Processes, run_di
         if "decoupling" in args.only:
             print(f"[{elapsed()}] decoupling (extraction LLM at once vs after 10 s)")
             ctx.results["decoupling"] = await phase(
-                ctx, "decoupling", lambda: decoupling.run(ctx, glia_chat.url, rate), args.retries
+                ctx,
+                "decoupling",
+                # A quarter of the chat maximum (half of half load): see decoupling.py.
+                lambda: decoupling.run(ctx, glia_chat.url, rate / 2),
+                args.retries,
             )
     finally:
         await session.close()
