@@ -36,15 +36,16 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
 
 
 async def create_driver_pool(settings: Settings) -> asyncpg.Pool:
-    """A plain asyncpg pool for the app role, the same size as an engine's pool, for a
-    service whose every query runs on the driver (card query): checking a connection
-    out of it costs a fraction of an engine checkout. It pings nothing either: a
-    connection that died with the server is found when its transaction begins
-    (``user_connection``)."""
+    """A plain asyncpg pool for the app role, for a service whose every query runs on
+    the driver (card query): checking a connection out of it costs a fraction of an
+    engine checkout. Its ceiling is an engine's steady size, without overflow: one
+    CPU-bound process gains nothing from more connections (measured: ~5% more reads/s
+    at 20 than at 30). It pings nothing either: a connection that died with the server
+    is found when its transaction begins (``user_connection``)."""
     return await asyncpg.create_pool(
         driver_database_url(settings.database_url),
         min_size=1,
-        max_size=settings.database_pool_size + settings.database_max_overflow,
+        max_size=settings.database_pool_size,
         max_inactive_connection_lifetime=300,
         server_settings=SERVER_SETTINGS,
     )
