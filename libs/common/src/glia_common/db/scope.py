@@ -7,11 +7,11 @@ it never leaks to the next user of a pooled connection.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import asyncpg
+from asyncpg.transaction import Transaction
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -78,11 +78,22 @@ async def user_connection(
                 await conn.execute(SET_USER, user_id)
                 yield conn
             except BaseException:
-                with contextlib.suppress(Exception):
-                    await transaction.rollback()
+                await _roll_back_or_drop(conn, transaction)
                 raise
             await transaction.commit()
             return
+
+
+async def _roll_back_or_drop(conn: asyncpg.Connection, transaction: Transaction) -> None:
+    """Roll back; a connection whose rollback did not happen (cancelled, or failed) is
+    closed, never pooled again: its open transaction would still carry this user's
+    scope. The next checkout then finds it dead and replaces it."""
+    try:
+        await transaction.rollback()
+    except BaseException as exc:
+        conn.terminate()
+        if not isinstance(exc, Exception):
+            raise
 
 
 @asynccontextmanager

@@ -1,0 +1,81 @@
+"""The driver-level user transaction: scoped, committed, rolled back, and never pooling
+a connection whose transaction may still be open."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import asyncpg
+import pytest
+
+from glia_common.db import create_driver_pool, create_engine, user_connection
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=["engine", "driver pool"])
+async def database(request: pytest.FixtureRequest, settings: Any) -> Any:
+    if request.param == "engine":
+        engine = create_engine(settings, pool_size=1)
+        yield engine
+        await engine.dispose()
+    else:
+        pool = await create_driver_pool(settings.model_copy(update={"database_pool_size": 1}))
+        yield pool
+        await pool.close()
+
+
+async def scope_outside(database: Any) -> str | None:
+    """What a later user of the (single) pooled connection sees outside any transaction."""
+    async with user_connection(database, "probe") as conn:
+        await conn.execute("COMMIT; BEGIN")  # leave our own scope, stay in a transaction
+        value: str | None = await conn.fetchval("SELECT current_setting('glia.user_id', true)")
+    return value or None
+
+
+async def test_commits_as_the_user(database: Any, user: str) -> None:
+    cid = uuid.uuid4()
+    async with user_connection(database, user) as conn:
+        assert await conn.fetchval("SELECT current_setting('glia.user_id')") == user
+        await conn.execute(
+            "INSERT INTO conversations (id, user_id, title) VALUES ($1, $2, 'x')", cid, user
+        )
+    async with user_connection(database, user, read_only=True) as conn:
+        assert await conn.fetchval("SELECT count(*) FROM conversations WHERE id = $1", cid) == 1
+
+
+async def test_an_error_rolls_back(database: Any, user: str) -> None:
+    cid = uuid.uuid4()
+    with pytest.raises(RuntimeError):
+        async with user_connection(database, user) as conn:
+            await conn.execute(
+                "INSERT INTO conversations (id, user_id, title) VALUES ($1, $2, 'x')", cid, user
+            )
+            raise RuntimeError("boom")
+    async with user_connection(database, user) as conn:
+        assert await conn.fetchval("SELECT count(*) FROM conversations WHERE id = $1", cid) == 0
+    assert await scope_outside(database) is None
+
+
+async def test_a_rollback_that_did_not_happen_drops_the_connection(
+    database: Any, user: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancelled while rolling back: the connection (its transaction still open, carrying
+    this user's scope) is closed, and the next user gets a fresh one."""
+    pids: list[int] = []
+
+    async def cancelled_rollback(self: Any) -> None:
+        raise asyncio.CancelledError
+
+    with pytest.raises(asyncio.CancelledError):
+        async with user_connection(database, user) as conn:
+            pids.append(await conn.fetchval("SELECT pg_backend_pid()"))
+            monkeypatch.setattr(asyncpg.transaction.Transaction, "rollback", cancelled_rollback)
+            raise RuntimeError("the request failed")
+    monkeypatch.undo()
+    async with user_connection(database, "someone-else") as conn:
+        # The pool holds one connection: a new server session means the old one is gone.
+        assert await conn.fetchval("SELECT pg_backend_pid()") != pids[0]
+        assert await conn.fetchval("SELECT current_setting('glia.user_id')") == "someone-else"
