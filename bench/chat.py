@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bench.context import ConvPool, Ctx
-from bench.load import TurnSample, closed_loop, fake_ttft, open_loop, sse_turn
+from bench.load import TurnSample, closed_loop, fake_ttft, open_loop, periodic, sse_turn
 from bench.seed import insert_conversations, spread, users
 from bench.stats import figure, percentile, slowest, summary_ms
 
@@ -94,16 +94,7 @@ async def opened(ctx: Ctx, name: str, base_url: str, pool: ConvPool, rate: float
     async def probe() -> float | None:
         return await fake_ttft(ctx.session, probe_url, PROBE_BODY)
 
-    async def probes() -> list[float | None]:
-        out: list[float | None] = []
-        for _ in range(100_000):
-            if done:
-                break
-            out.append(await probe())
-            await asyncio.sleep(PROBE_INTERVAL_S)
-        return out
-
-    probe_task = asyncio.create_task(probes())
+    probe_task = asyncio.create_task(periodic(PROBE_INTERVAL_S, lambda: done, probe))
     try:
         async with ctx.cpu(f"chat open {name}", profile={"glia": "glia-chat-api"}.get(name, name)):
             result = await open_loop(rate, k.chat_s, turn_request(ctx, base_url, pool))

@@ -104,8 +104,8 @@ async def glia_steady(ctx: Ctx, amqp: Amqp, convs: list[Conv], rate: float) -> d
     if tasks:
         await asyncio.wait(set(tasks), timeout=30)
     n = await wait_current(ctx, convs, _timeout(len(convs)))
-    lag, _ = await lags(ctx, offered)
     done = await current_at(ctx.admin, list(offered))
+    lag = [done[c] - t for c, t in offered.items() if c in done]
     return {
         "slowest": slowest([(offered[c] - wall0, done[c] - offered[c]) for c in done]),
         "rate": round(rate, 2),

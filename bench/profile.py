@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
 import shutil
 import signal
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+from bench.cpu import TICK, _proc_ticks
 
 DEFAULT_PATHS = ("/tmp/pyspy/bin/py-spy",)
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::\d+)?\)$")
@@ -172,12 +173,7 @@ def summarize(raw: Path, top: int = 20) -> dict[str, Any]:
 
 
 def _cpu_seconds(pid: int) -> float:
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0.0
-    fields = raw[raw.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return (_proc_ticks(pid) or 0) / TICK
 
 
 class Profiler:

@@ -272,6 +272,5 @@ def machine(pg_version: str) -> dict[str, Any]:
         "cpu_model": cpu_model,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "code": code_fingerprint(),
         "versions": versions,
     }

@@ -281,7 +281,7 @@ async def test_reads_recover_after_the_database_connection_is_lost(
 ) -> None:
     """Without pool pre-ping, connections that died with the server are replaced when a
     read begins, so the first read after an outage already succeeds."""
-    from urllib.parse import urlsplit, urlunsplit
+    from urllib.parse import urlsplit
 
     from glia_card_query.main import create_app
     from glia_fakes.tcp_proxy import FaultProxy
@@ -290,9 +290,9 @@ async def test_reads_recover_after_the_database_connection_is_lost(
     proxy = FaultProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
     await proxy.start()
     try:
-        auth = parts.netloc.rsplit("@", 1)[0]
-        url = urlunsplit(parts._replace(netloc=f"{auth}@127.0.0.1:{proxy.port}"))
-        served = await serve(create_app(settings_factory(database_url=url)))
+        served = await serve(
+            create_app(settings_factory(database_url=proxy.url_for(infra.app_url)))
+        )
         cid = await conversation(user)
         async with httpx.AsyncClient(base_url=served.base_url, timeout=30) as client:
             params = {"conversation_id": str(cid)}

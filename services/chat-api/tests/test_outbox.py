@@ -7,7 +7,7 @@ import asyncio
 import json
 import uuid
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import aio_pika
 import asyncpg
@@ -87,10 +87,7 @@ async def test_broker_outage_holds_requests_until_it_returns(
     proxy = FaultProxy(parts.hostname or "127.0.0.1", parts.port or 5672)
     await proxy.start()
     try:
-        proxied = urlunsplit(
-            parts._replace(netloc=f"{parts.username}:{parts.password}@127.0.0.1:{proxy.port}")
-        )
-        served = await serve(create_app(settings_factory(amqp_url=proxied)))
+        served = await serve(create_app(settings_factory(amqp_url=proxy.url_for(infra.amqp_url))))
         async with httpx.AsyncClient(base_url=served.base_url, timeout=30) as chat:
             token = mint(user)
             await asyncio.sleep(0.5)  # let the relay connect through the proxy
@@ -118,18 +115,29 @@ async def test_concurrent_relays_publish_each_row_once(
     settings: Any, user: str, admin_db: asyncpg.Connection, infra: Any
 ) -> None:
     """Two relays racing over the same backlog: every row is published exactly once."""
+    from sqlalchemy import insert
+
     from glia_chat_api.outbox.relay import OutboxRelay
+    from glia_common.contracts.extraction import EXTRACTION_ROUTING_KEY, ExtractionRequested
     from glia_common.db import create_engine, create_sessionmaker, user_transaction
     from glia_common.messaging import build_broker, declare_topology
-    from glia_common.repositories import ConversationRepository, OutboxRepository
+    from glia_common.models import OutboxMessage
+    from glia_common.repositories import ConversationRepository
 
     engine = create_engine(settings)
     sm = create_sessionmaker(engine)
     async with user_transaction(sm, user) as session:
         conv = await ConversationRepository.from_session(session).create(user, "relay race")
         for i in range(40):
-            await OutboxRepository.from_session(session).add_extraction_request(
-                conversation_id=conv.id, user_id=user, request_id=f"race-{i}", headers={}
+            payload = ExtractionRequested.now(conv.id, user, f"race-{i}")
+            await session.execute(
+                insert(OutboxMessage).values(
+                    user_id=user,
+                    conversation_id=conv.id,
+                    routing_key=EXTRACTION_ROUTING_KEY,
+                    payload=payload.model_dump(mode="json"),
+                    headers={},
+                )
             )
     brokers = [build_broker(settings, logger=None) for _ in range(2)]
     relays = [

@@ -8,7 +8,7 @@ import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import aio_pika
 import asyncpg
@@ -21,12 +21,6 @@ from glia_extractor.main import create_app as create_extractor_app
 from glia_fakes.tcp_proxy import FaultProxy
 
 pytestmark = pytest.mark.integration
-
-
-def via(proxy: FaultProxy, url: str) -> str:
-    parts = urlsplit(url)
-    auth = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
-    return urlunsplit(parts._replace(netloc=f"{auth}127.0.0.1:{proxy.port}"))
 
 
 async def current(admin_db: asyncpg.Connection, cids: list[uuid.UUID], timeout_s: float) -> None:
@@ -56,7 +50,9 @@ async def test_rabbitmq_outage_during_turns_heals_without_restarts(
     proxy = FaultProxy(parts.hostname or "127.0.0.1", parts.port or 5672)
     await proxy.start()
     try:
-        settings = settings_factory(amqp_url=via(proxy, infra.amqp_url), reconcile_interval_s=3600)
+        settings = settings_factory(
+            amqp_url=proxy.url_for(infra.amqp_url), reconcile_interval_s=3600
+        )
         chat_served = await serve(create_chat_app(settings))
         await serve(create_extractor_app(settings))
         await asyncio.sleep(1.0)
@@ -93,7 +89,7 @@ async def test_database_outage_under_the_worker_recovers(
     await proxy.start()
     try:
         settings = settings_factory(
-            database_url=via(proxy, infra.app_url), reconcile_interval_s=3600
+            database_url=proxy.url_for(infra.app_url), reconcile_interval_s=3600
         )
         await serve(create_extractor_app(settings))
         await asyncio.sleep(0.5)

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import uuid
 from collections import defaultdict
+from collections.abc import Iterable
 
 import asyncpg
 
@@ -57,10 +58,7 @@ class CardEventHub:
             key = (user_id, uuid.UUID(conversation))
         except ValueError:
             return
-        for queue in self._subscribers.get(key, ()):
-            # Coalesce: a subscriber that has not caught up needs only one wake-up.
-            if queue.empty():
-                queue.put_nowait(None)
+        _wake(self._subscribers.get(key, ()))
 
     async def _listen_forever(self) -> None:
         delay = 0.5
@@ -73,9 +71,7 @@ class CardEventHub:
                 delay = 0.5
                 # Notifications missed while disconnected: wake everyone to re-read.
                 for queues in list(self._subscribers.values()):
-                    for queue in queues:
-                        if queue.empty():
-                            queue.put_nowait(None)
+                    _wake(queues)
                 while not conn.is_closed():
                     await asyncio.sleep(1.0)
                     await conn.execute("SELECT 1")
@@ -90,3 +86,10 @@ class CardEventHub:
                         await conn.close()
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
+
+
+def _wake(queues: Iterable[asyncio.Queue[None]]) -> None:
+    # Coalesce: a subscriber that has not caught up needs only one wake-up.
+    for queue in queues:
+        if queue.empty():
+            queue.put_nowait(None)

@@ -12,7 +12,7 @@ from glia_card_query.events import CardEventHub
 from glia_common.auth import TokenVerifier
 from glia_common.db import create_driver_pool
 from glia_common.messaging import build_broker
-from glia_common.settings import Settings, get_settings
+from glia_common.settings import Settings, driver_database_url, get_settings
 from glia_common.telemetry import configure_telemetry, get_logger, shutdown_telemetry
 from glia_common.web.service import build_service_app, serve
 
@@ -36,7 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.database = database
         app.state.token_verifier = TokenVerifier(settings)
         app.state.broker = broker
-        app.state.card_events = CardEventHub(settings.database_url)
+        app.state.card_events = CardEventHub(driver_database_url(settings.database_url))
         app.state.card_events.start()
         log.info("card_query.started")
         try:

@@ -121,10 +121,6 @@ class Span:
         return self.parent_span_id is None
 
     @property
-    def duration_ns(self) -> int:
-        return self.end_ns - self.start_ns
-
-    @property
     def status(self) -> str:
         """``"UNSET"``, ``"OK"`` or ``"ERROR"``."""
         return _STATUSES.get(self.status_code, str(self.status_code))
@@ -449,11 +445,6 @@ class OtlpSink:
         """What to set as ``OTEL_EXPORTER_OTLP_ENDPOINT`` (the SDK appends ``/v1/traces``)."""
         return f"http://{self.host}:{self.port}"
 
-    @property
-    def traces_endpoint(self) -> str:
-        """The full URL, for ``OTLPSpanExporter(endpoint=...)``."""
-        return f"{self.endpoint}/v1/traces"
-
     def env(self) -> dict[str, str]:
         """Environment for a service process exporting here (traces only, no batching lag)."""
         return {
@@ -517,9 +508,6 @@ class OtlpSink:
         """Spans grouped by trace id (first-seen order), each sorted by start time."""
         return _group(self.spans())
 
-    def named(self, name: str, service: str | None = None) -> list[Span]:
-        return [s for s in self.spans(service=service) if s.name == name]
-
     @property
     def errors(self) -> list[str]:
         """Requests that could not be decoded (they were answered 400)."""
@@ -563,13 +551,6 @@ class OtlpSink:
             with self._cond:
                 self._cond.wait(min(poll_s, remaining))
         raise AssertionError(self._timeout_message(predicate, timeout_s, trace_id, service))
-
-    def wait_for_names(
-        self, names: Iterable[str], timeout_s: float = 10.0, **filters: Any
-    ) -> list[Span]:
-        """Wait until a span of each of ``names`` has been received."""
-        wanted = set(names)
-        return self.wait_for(lambda spans: wanted <= {s.name for s in spans}, timeout_s, **filters)
 
     def _timeout_message(
         self,

@@ -11,6 +11,7 @@ import asyncio
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
+from urllib.parse import urlsplit, urlunsplit
 
 __all__ = ["FaultProxy"]
 
@@ -51,6 +52,12 @@ class FaultProxy:
         if self._port is None:
             raise RuntimeError("FaultProxy not started")
         return self._port
+
+    def url_for(self, url: str) -> str:
+        """``url`` (credentials and all) pointed at this proxy instead of its own host."""
+        parts = urlsplit(url)
+        auth = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
+        return urlunsplit(parts._replace(netloc=f"{auth}{self.host}:{self.port}"))
 
     @property
     def is_cut(self) -> bool:

@@ -15,9 +15,8 @@ from typing import Any
 
 import asyncpg
 
+from glia_common.db.scope import SET_USER
 from glia_common.repositories.cards import CARDS_CHANNEL, NewCard
-
-SET_USER = "SELECT set_config('glia.user_id', $1, true)"
 
 COMPLETE_MESSAGES = """
 SELECT id, role, content FROM messages

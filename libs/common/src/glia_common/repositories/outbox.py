@@ -1,34 +1,12 @@
 from __future__ import annotations
 
-import uuid
+from sqlalchemy import func, select, text
 
-from sqlalchemy import func, insert, select, text
-
-from glia_common.contracts.extraction import EXTRACTION_ROUTING_KEY, ExtractionRequested
 from glia_common.models import OutboxMessage
 from glia_common.repositories.base import Repository
 
 
 class OutboxRepository(Repository):
-    async def add_extraction_request(
-        self,
-        *,
-        conversation_id: uuid.UUID,
-        user_id: str,
-        request_id: str,
-        headers: dict[str, str],
-    ) -> None:
-        payload = ExtractionRequested.now(conversation_id, user_id, request_id)
-        await self.session.execute(
-            insert(OutboxMessage).values(
-                user_id=user_id,
-                conversation_id=conversation_id,
-                routing_key=EXTRACTION_ROUTING_KEY,
-                payload=payload.model_dump(mode="json"),
-                headers=headers,
-            )
-        )
-
     # The cross-user path of the relay: SECURITY DEFINER functions, nothing broader.
 
     async def claim(self, batch: int) -> list[OutboxMessage]:

@@ -112,6 +112,11 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     ]
 
 
+def internal_error_response() -> JSONResponse:
+    """The answer to an unexpected error: nothing about it leaks to the client."""
+    return problem_response(500, "an unexpected error occurred", "internal_error")
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     async def on_problem(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ProblemError)
@@ -132,7 +137,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem_response(422, detail, "validation_error", errors=errors)
 
     async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
-        return problem_response(500, "an unexpected error occurred", "internal_error")
+        return internal_error_response()
 
     app.add_exception_handler(ProblemError, on_problem)
     app.add_exception_handler(StarletteHTTPException, on_http)

@@ -14,7 +14,7 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from glia_common.telemetry import get_logger
-from glia_common.web.problems import problem_response
+from glia_common.web.problems import internal_error_response
 
 log = get_logger("glia.http")
 
@@ -70,7 +70,7 @@ class RequestIdMiddleware:
             log.exception("http.unhandled_error")
             if started:
                 raise
-            response = problem_response(500, "an unexpected error occurred", "internal_error")
+            response = internal_error_response()
             await response(scope, receive, send_with_id)
         finally:
             structlog.contextvars.unbind_contextvars("request_id")

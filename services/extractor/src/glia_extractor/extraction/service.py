@@ -249,9 +249,8 @@ class ExtractionService:
                 await store.finish(
                     claim.run_id,
                     status="succeeded",
-                    error="superseded: cards from a newer source were kept",
                     card_count=0,
-                    **{k: v for k, v in run.items() if k != "error"},
+                    **{**run, "error": "superseded: cards from a newer source were kept"},
                 )
                 return Outcome.SUPERSEDED
             await store.replace(
