@@ -56,7 +56,6 @@ def system(
             "GLIA_LLM_BASE_URL": f"http://127.0.0.1:{llm_port}/v1",
             "GLIA_LLM_API_KEY": "e2e-key",
             "GLIA_LLM_TIMEOUT_S": "2",
-            "GLIA_LLM_MAX_RETRIES": "0",
             "GLIA_RECONCILE_INTERVAL_S": "2",
             "GLIA_RECONCILE_GRACE_S": "3",
             "GLIA_OUTBOX_POLL_INTERVAL_S": "0.5",

@@ -275,7 +275,7 @@ def test_shutdown_budgets_fit_the_services(helm: dict[str, Any]) -> None:
     pre_stop = chat["containers"][0]["lifecycle"]["preStop"]["exec"]["command"]
     assert pre_stop[0] == "sleep" and int(pre_stop[1]) > 0
     worker = one(render(helm, "extractor"), "Deployment")["spec"]["template"]["spec"]
-    # In-flight runs: LLM timeout x (retries + 1) + 10 s = 70 s with the defaults.
+    # In-flight runs: LLM timeout x (retries + 1) + 10 s = 40 s by default, 70 s with a retry.
     assert worker["terminationGracePeriodSeconds"] >= 75
 
 

@@ -151,6 +151,47 @@ async def test_llm_failure_mid_stream_keeps_the_partial_text(
     assert (row["status"], row["content"]) == ("failed", stream.text())
 
 
+async def test_one_llm_call_per_turn_by_default(
+    chat_llm: httpx.AsyncClient, llm: Any, mint: Any, user: str
+) -> None:
+    """A failed call is answered at once: no SDK retry unless GLIA_LLM_MAX_RETRIES asks."""
+    token = mint(user)
+    cid = await new_conversation(chat_llm, token)
+    before = len(llm.requests("chat"))
+    llm.configure(target="chat", mode="http_500", count=1)
+    stream = await post_message(chat_llm, cid, "hello", token)
+    assert stream.names()[-1] == "error"
+    assert len(llm.requests("chat")) - before == 1
+
+
+async def test_a_turn_ended_elsewhere_does_not_end_in_done(
+    chat_llm: httpx.AsyncClient, llm: Any, mint: Any, user: str
+) -> None:
+    """The conversation is deleted while its reply streams: the stored message is gone,
+    so the stream must not claim a stored, complete reply."""
+    llm.configure(target="chat", mode="slow", chunk_delay_s=0.05)
+    token = mint(user)
+    headers = {"Authorization": f"Bearer {token}"}
+    cid = await new_conversation(chat_llm, token)
+    names: list[str] = []
+    terminal = None
+    async with chat_llm.stream(
+        "POST", f"/v1/conversations/{cid}/messages", json={"content": "hi"}, headers=headers
+    ) as response:
+        async for event in iter_events(response):
+            names.append(event.event)
+            if names.count("delta") == 1:
+                assert (
+                    await chat_llm.delete(f"/v1/conversations/{cid}", headers=headers)
+                ).status_code == 204
+            if event.event in ("done", "error"):
+                terminal = event
+    assert names[0] == "start" and "done" not in names
+    assert terminal is not None and terminal.event == "error"
+    assert terminal.data["code"] == "turn_ended"
+    assert terminal.data["retryable"] is False
+
+
 async def test_client_disconnect_leaves_an_incomplete_message(
     chat_llm: httpx.AsyncClient, llm: Any, mint: Any, user: str, admin_db: asyncpg.Connection
 ) -> None:

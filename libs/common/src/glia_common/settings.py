@@ -40,7 +40,9 @@ class Settings(BaseSettings):
     chat_model: str = "gpt-4o-mini"
     extraction_model: str = "gpt-4o-mini"
     llm_timeout_s: float = Field(default=30.0, gt=0)
-    llm_max_retries: int = Field(default=1, ge=0, le=3)
+    # One call per chat turn or extraction run unless an operator asks for retries: a
+    # failure is answered at once (chat error, or the rule-based fallback).
+    llm_max_retries: int = Field(default=0, ge=0, le=3)
     # How many of the latest messages the chat model sees.
     chat_history_messages: int = Field(default=40, ge=1)
 

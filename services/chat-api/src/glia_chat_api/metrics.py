@@ -7,7 +7,7 @@ from prometheus_client import Counter, Gauge, Histogram
 ACTIVE_STREAMS = Gauge("glia_chat_active_streams", "Turns streaming now.")
 TURNS = Counter(
     "glia_chat_turns_total",
-    "Finished turns by outcome (complete, failed, incomplete, unsaved).",
+    "Finished turns by outcome (complete, failed, incomplete, ended_elsewhere, unsaved).",
     ["outcome"],
 )
 FIRST_TOKEN = Histogram(

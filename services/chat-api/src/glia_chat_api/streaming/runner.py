@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from fastapi.sse import ServerSentEvent
@@ -35,6 +36,21 @@ log = get_logger(__name__)
 
 CHECKPOINT_INTERVAL_S = 2.0
 INCOMPLETE = ErrorData(code="incomplete", message="the stream was interrupted", retryable=True)
+UNSAVED = ErrorData(
+    code="storage_unavailable", message="the reply could not be saved", retryable=True
+)
+# The stale-turn sweeper, or a deleted conversation, ended the turn before this stream did.
+ENDED_ELSEWHERE = ErrorData(
+    code="turn_ended",
+    message="the turn was ended elsewhere (its conversation was deleted, or it timed out)",
+    retryable=False,
+)
+
+
+class Settled(StrEnum):
+    STORED = "stored"
+    ENDED_ELSEWHERE = "ended_elsewhere"  # the message was no longer streaming
+    UNSAVED = "unsaved"  # the database could not be reached
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +61,7 @@ class _Delta:
 @dataclass(frozen=True, slots=True)
 class _End:
     outcome: TurnOutcome
-    stored: bool
+    settled: Settled
 
 
 class TurnRunner:
@@ -92,14 +108,10 @@ class TurnRunner:
                     yield events.delta(item.text)
                     continue
                 outcome = item.outcome
-                if not item.stored:
-                    yield events.error(
-                        ErrorData(
-                            code="storage_unavailable",
-                            message="the reply could not be saved",
-                            retryable=True,
-                        )
-                    )
+                if item.settled is Settled.UNSAVED:
+                    yield events.error(UNSAVED)
+                elif item.settled is Settled.ENDED_ELSEWHERE:
+                    yield events.error(ENDED_ELSEWHERE)
                 elif outcome.status == "complete":
                     yield events.done(
                         DoneData(
@@ -191,9 +203,9 @@ class TurnRunner:
                 error_retryable=True,
             )
         # Shielded: a second cancellation must not lose the final state.
-        stored = await asyncio.shield(self._settle(turn, outcome))
-        metrics.TURNS.labels(outcome.status if stored else "unsaved").inc()
-        out.put_nowait(_End(outcome, stored))
+        settled = await asyncio.shield(self._settle(turn, outcome))
+        metrics.TURNS.labels(outcome.status if settled is Settled.STORED else settled.value).inc()
+        out.put_nowait(_End(outcome, settled))
 
     async def _checkpoint(self, turn: NewTurn, text: str) -> None:
         try:
@@ -201,12 +213,12 @@ class TurnRunner:
         except Exception as exc:  # a missed checkpoint only costs durability of partial text
             log.warning("turn.checkpoint_failed", error=type(exc).__name__)
 
-    async def _settle(self, turn: NewTurn, outcome: TurnOutcome) -> bool:
+    async def _settle(self, turn: NewTurn, outcome: TurnOutcome) -> Settled:
         headers: dict[str, str] = {}
         propagate.inject(headers)
         for attempt in range(3):
             try:
-                await settle_turn(self._engine, turn, outcome, headers)
+                stored = await settle_turn(self._engine, turn, outcome, headers)
             except Exception as exc:
                 log.warning(
                     "turn.settle_failed",
@@ -216,9 +228,11 @@ class TurnRunner:
                 )
                 await asyncio.sleep(0.2 * (attempt + 1))
                 continue
+            if not stored:
+                return Settled.ENDED_ELSEWHERE
             self._on_settled()
-            return True
-        return False
+            return Settled.STORED
+        return Settled.UNSAVED
 
     async def drain(self, timeout_s: float) -> None:
         """On shutdown: let running turns finish, then cut the rest short (settled incomplete)."""
