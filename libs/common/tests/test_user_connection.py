@@ -79,3 +79,18 @@ async def test_a_rollback_that_did_not_happen_drops_the_connection(
         # The pool holds one connection: a new server session means the old one is gone.
         assert await conn.fetchval("SELECT pg_backend_pid()") != pids[0]
         assert await conn.fetchval("SELECT current_setting('glia.user_id')") == "someone-else"
+
+
+async def test_a_reader_sees_one_snapshot(database: Any, user: str, admin_db: Any) -> None:
+    """A page and its freshness come from the same moment, even if a writer commits
+    between the reader's statements."""
+    async with user_connection(database, user, read_only=True) as reader:
+        before = await reader.fetchval("SELECT count(*) FROM conversations")
+        await admin_db.execute(
+            "INSERT INTO conversations (id, user_id, title) VALUES ($1, $2, 'late')",
+            uuid.uuid4(),
+            user,
+        )
+        assert await reader.fetchval("SELECT count(*) FROM conversations") == before
+    async with user_connection(database, user, read_only=True) as reader:
+        assert await reader.fetchval("SELECT count(*) FROM conversations") == before + 1

@@ -96,6 +96,21 @@ async def test_bad_input_is_422_problem(
     assert problem["status"] == 422
 
 
+@pytest.mark.parametrize("token", [None, "not-a-jwt"])
+async def test_an_unauthenticated_bad_body_is_401_not_422(
+    chat: httpx.AsyncClient, token: str | None
+) -> None:
+    """The token is checked before the caller learns anything about its body."""
+    headers = {"content-type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    for path in ("/v1/conversations", f"/v1/conversations/{uuid.uuid4()}/messages"):
+        r = await chat.post(path, content=b"{not json", headers=headers)
+        assert r.status_code == 401, path
+        assert r.headers["www-authenticate"] == "Bearer"
+        assert r.headers["content-type"].startswith("application/problem+json")
+
+
 async def test_malformed_json_body_is_422(chat: httpx.AsyncClient, mint: Any, user: str) -> None:
     r = await chat.post(
         "/v1/conversations",
@@ -114,7 +129,7 @@ async def test_missing_or_bad_token_is_401(
 ) -> None:
     r = await chat.get("/v1/conversations", headers=headers)
     assert r.status_code == 401
-    assert r.headers["www-authenticate"].startswith("Bearer")
+    assert r.headers["www-authenticate"] == "Bearer"
     assert r.headers["content-type"].startswith("application/problem+json")
     assert r.json()["status"] == 401
 

@@ -66,7 +66,11 @@ async def user_connection(
     for attempt in (1, 2):
         async with _checkout(database) as (conn, discard):
             try:
-                transaction = conn.transaction(readonly=read_only)
+                # A reader sees one snapshot: a page and its freshness agree even when
+                # the cards are replaced between its statements.
+                transaction = conn.transaction(
+                    readonly=read_only, isolation="repeatable_read" if read_only else None
+                )
                 await transaction.start()
             except _DEAD_CONNECTION:
                 # The server went away: so did every pooled connection. Start afresh.

@@ -112,6 +112,13 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     ]
 
 
+def validation_response(exc: RequestValidationError) -> JSONResponse:
+    errors = _validation_errors(exc)
+    first = errors[0] if errors else None
+    detail = f"{'.'.join(first['loc'])}: {first['msg']}" if first else "the request is not valid"
+    return problem_response(422, detail, "validation_error", errors=errors)
+
+
 def internal_error_response() -> JSONResponse:
     """The answer to an unexpected error: nothing about it leaks to the client."""
     return problem_response(500, "an unexpected error occurred", "internal_error")
@@ -129,12 +136,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def on_validation(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        errors = _validation_errors(exc)
-        first = errors[0] if errors else None
-        detail = (
-            f"{'.'.join(first['loc'])}: {first['msg']}" if first else "the request is not valid"
-        )
-        return problem_response(422, detail, "validation_error", errors=errors)
+        return validation_response(exc)
 
     async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
         return internal_error_response()

@@ -15,12 +15,8 @@ _bearer = HTTPBearer(auto_error=False, description="A JWT whose `sub` is the use
 
 
 def _unauthorized(detail: str) -> ProblemError:
-    return ProblemError(
-        401,
-        detail,
-        code="unauthorized",
-        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-    )
+    # The challenge is exactly what the contract fixes; the body says what was wrong.
+    return ProblemError(401, detail, code="unauthorized", headers={"WWW-Authenticate": "Bearer"})
 
 
 async def current_principal(
@@ -28,12 +24,7 @@ async def current_principal(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
-        raise ProblemError(
-            401,
-            "a bearer token is required",
-            code="unauthorized",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        raise _unauthorized("a bearer token is required")
     verifier: TokenVerifier = request.app.state.token_verifier
     try:
         principal = await verifier.verify(credentials.credentials)
@@ -44,3 +35,8 @@ async def current_principal(
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+async def authenticate(request: Request) -> Principal:
+    """The same check outside dependency injection, for answers given before it runs."""
+    return await current_principal(request, await _bearer(request))

@@ -9,15 +9,22 @@ from typing import Any
 
 import asyncpg
 import uvicorn
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from sqlalchemy import text
 
 from glia_common.settings import Settings
 from glia_common.web.health import health_router
 from glia_common.web.metrics import install_metrics
-from glia_common.web.problems import install_problem_handlers
+from glia_common.web.problems import (
+    ProblemError,
+    install_problem_handlers,
+    problem_response,
+    validation_response,
+)
 from glia_common.web.request_id import RequestIdMiddleware
+from glia_common.web.security import authenticate
 
 VERSION = "0.1.0"
 
@@ -60,6 +67,7 @@ def build_service_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_problem_handlers(app)
+    _authenticate_before_validation(app)
 
     async def database() -> bool:
         return await database_ready(app)
@@ -77,6 +85,26 @@ def build_service_app(
     install_metrics(app)
     app.add_middleware(RequestIdMiddleware)
     return app
+
+
+def _authenticate_before_validation(app: FastAPI) -> None:
+    """FastAPI rejects a body that is not JSON before any dependency runs, so an
+    unauthenticated request would learn about its body before its missing token. On
+    the authenticated routes, a validation failure answers 401 first when the caller
+    is not authenticated."""
+
+    async def on_validation(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        if request.url.path.startswith("/v1/"):
+            try:
+                await authenticate(request)
+            except ProblemError as problem:
+                return problem_response(
+                    problem.status, problem.detail, problem.code, problem.headers
+                )
+        return validation_response(exc)
+
+    app.add_exception_handler(RequestValidationError, on_validation)
 
 
 def serve(app: FastAPI, settings: Settings, default_port: int, graceful_timeout_s: float) -> None:
