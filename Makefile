@@ -4,7 +4,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 VENV := .venv/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup run test unit lint format e2e bench helm-lint images clean
+.PHONY: setup run test unit lint format e2e bench helm-lint images images-test base-image container-tools clean
 
 setup: ## install uv if missing, then the whole workspace into .venv
 	@command -v uv >/dev/null 2>&1 || test -x $(HOME)/.local/bin/uv || python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
@@ -45,18 +45,19 @@ helm-lint: ## lint, render and validate every Helm chart (installs helm + kubern
 
 IMAGE_PREFIX ?= glia/
 IMAGE_TAG ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
+IMAGE_ENV = IMAGE_PREFIX=$(IMAGE_PREFIX) IMAGE_TAG=$(IMAGE_TAG) $(if $(PYTHON_IMAGE),PYTHON_IMAGE=$(PYTHON_IMAGE))
 
-images: ## build the service and migrations images (skipped when no Docker engine answers)
-	@if ! command -v docker >/dev/null 2>&1 || ! docker info >/dev/null 2>&1; then \
-	  echo "images: no Docker engine answers ('docker info' failed): skipping the image builds"; \
-	  exit 0; \
-	fi; \
-	set -e; \
-	for svc in chat-api extractor card-query; do \
-	  docker build -f services/$$svc/Dockerfile -t $(IMAGE_PREFIX)$$svc:$(IMAGE_TAG) .; \
-	done; \
-	docker build -f deploy/docker/migrations.Dockerfile -t $(IMAGE_PREFIX)migrations:$(IMAGE_TAG) .; \
-	echo "built $(IMAGE_PREFIX){chat-api,extractor,card-query,migrations}:$(IMAGE_TAG)"
+images: ## build the four images (Docker when it answers, otherwise podman); fails with the reason when neither works
+	@$(IMAGE_ENV) bash deploy/docker/build.sh
+
+images-test: setup images ## run the images as the charts render them and drive one turn through them (not in `make test`)
+	$(VENV)/python deploy/docker/images_test.py --prefix $(IMAGE_PREFIX) --tag $(IMAGE_TAG)
+
+base-image: ## the local Debian base image for podman builds (debootstrap, cached; make images makes it when needed)
+	@bash deploy/docker/base-image.sh
+
+container-tools: ## apt-get install podman, runc and debootstrap when missing (hosts without a Docker engine)
+	@bash deploy/docker/container-tools.sh
 
 clean:
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache

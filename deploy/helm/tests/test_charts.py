@@ -450,41 +450,80 @@ def test_schema_is_strict(chart: str) -> None:
     walk(schema, values, chart)
 
 
-def dockerfiles() -> list[tuple[str, Path, str | None, str, int | None]]:
-    found = [
-        (pkg, ROOT / "services" / chart / "Dockerfile", chart, script, port)
-        for chart, (pkg, script, port) in SERVICES.items()
-    ]
-    found.append(
-        ("glia-common", ROOT / "deploy/docker/migrations.Dockerfile", None, "glia-migrate", None)
-    )
-    return found
+DOCKERFILE = ROOT / "deploy/docker/Dockerfile"
+IMAGES = {  # image (= Dockerfile target) -> (package, console script, port)
+    **SERVICES,
+    "migrations": ("glia-common", "glia-migrate", None),
+}
 
 
-@pytest.mark.parametrize(("package", "path", "chart", "script", "port"), dockerfiles())
-def test_dockerfile_follows_the_uv_workspace_layout(
-    package: str, path: Path, chart: str | None, script: str, port: int | None
-) -> None:
-    text = path.read_text()
-    deps = text.index(f"uv sync --frozen --no-dev --no-install-workspace --package {package}")
-    sources = text.index("COPY libs/common/ libs/common/")
-    final = text.index(f"uv sync --frozen --no-dev --no-editable --package {package}")
+def dockerfile_stages() -> dict[str, tuple[str, str]]:
+    """Each named stage of the Dockerfile -> (the image it starts FROM, its instructions)."""
+    stages = {}
+    for block in re.split(r"^(?=FROM )", DOCKERFILE.read_text(), flags=re.MULTILINE)[1:]:
+        head = re.match(r"FROM (\S+) AS (\S+)", block)
+        assert head, block.splitlines()[0]
+        stages[head.group(2)] = (head.group(1), block)
+    return stages
+
+
+def build_table() -> dict[str, tuple[str, int | None]]:
+    """What deploy/docker/build.sh (make images) passes: image -> (PACKAGE, PORT)."""
+    text = (ROOT / "deploy/docker/build.sh").read_text()
+
+    def array(name: str) -> dict[str, str]:
+        body = re.search(rf"declare -A {name}=\((.*?)\)", text, re.DOTALL)
+        assert body, name
+        return dict(re.findall(r"\[([\w-]+)\]=([\w-]+)", body.group(1)))
+
+    ports = array("PORT")
+    return {
+        image: (package, None if ports[image] == "-" else int(ports[image]))
+        for image, package in array("PACKAGE").items()
+    }
+
+
+def test_one_dockerfile_follows_the_uv_workspace_layout() -> None:
+    stages = dockerfile_stages()
+    text = DOCKERFILE.read_text()
+    deps = text.index('uv sync --frozen --no-dev --no-install-workspace --package "${PACKAGE}"')
+    sources = text.index("COPY libs/ libs/")
+    final = text.index('uv sync --frozen --no-dev --no-editable --package "${PACKAGE}"')
     assert deps < sources < final, "dependencies first, then the sources"
-    runtime = text[text.rindex("FROM ") :]
-    assert "COPY --from=builder /app/.venv /app/.venv" in runtime
+    base, runtime = stages["runtime"]
+    assert base == "${PYTHON_IMAGE}"
+    assert "ARG PYTHON_IMAGE=python:3.11-slim" in text.split("FROM ", 1)[0]
+    # Only the virtualenv reaches the runtime image: the dependencies, then Glia's own files.
+    copies = re.findall(r"^COPY .*$", runtime, re.MULTILINE)
+    assert copies == [
+        "COPY --from=dependencies /app/.venv /app/.venv",
+        "COPY --from=workspace /own/ /",
+    ]
     assert "USER 10001:10001" in runtime
     assert "ENV PATH=/app/.venv/bin:$PATH" in runtime
     assert "GLIA_LOG_FORMAT=json" in runtime
-    assert runtime.rstrip().endswith(f'CMD ["{script}"]')
+    _, service = stages["service"]
+    assert "GLIA_HTTP_HOST=0.0.0.0" in service and "GLIA_HTTP_PORT=${PORT}" in service
+    assert "EXPOSE ${PORT}" in service
+    assert "HEALTHCHECK" in service and "/healthz" in service
+
+
+@pytest.mark.parametrize(("image", "package", "script", "port"),
+                         [(image, *spec) for image, spec in IMAGES.items()])  # fmt: skip
+def test_every_image_is_a_target_of_the_dockerfile(
+    image: str, package: str, script: str, port: int | None
+) -> None:
+    base, stage = dockerfile_stages()[image]
+    assert base == ("runtime" if port is None else "service")
+    assert stage.rstrip().endswith(f'CMD ["{script}"]')
+    assert build_table()[image] == (package, port), "make images builds it with these arguments"
     # The console script really is declared by the package the image installs.
-    member = "libs/common" if chart is None else f"services/{chart}"
+    member = "libs/common" if package == "glia-common" else f"services/{image}"
     project = tomllib.loads((ROOT / member / "pyproject.toml").read_text())["project"]
     assert project["name"] == package and script in project["scripts"]
+    values = yaml.safe_load((HELM_DIR / image / "values.yaml").read_text())
+    assert values["image"]["repository"] == f"glia/{image}", "the chart runs this image"
     if port is not None:
-        assert "GLIA_HTTP_HOST=0.0.0.0" in runtime
-        assert f"EXPOSE {port}" in runtime
-        assert "HEALTHCHECK" in runtime and "/healthz" in runtime
-        values = yaml.safe_load((HELM_DIR / str(chart) / "values.yaml").read_text())
         assert values["config"]["GLIA_HTTP_PORT"] == port == values["service"]["port"]
 
 

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Make a local Python base image from Debian's packages, for machines that cannot pull
+# python:3.11-slim from a registry (make base-image; make images uses it with podman).
+#
+#   debootstrap --variant=minbase of Debian bookworm (its python3 is 3.11, the version the
+#   images are built for) + python3, python3-venv (the build stage bootstraps uv with it),
+#   ca-certificates and passwd (useradd); security updates applied; documentation, man
+#   pages, locales and apt lists removed; imported into podman as one layer.
+#
+# The tag carries a hash of this script, so changing the recipe makes a new image. The
+# root filesystem tarball is kept in $GLIA_CACHE_DIR (default ~/.cache/glia) so that a
+# machine whose image store was wiped re-imports it instead of bootstrapping again.
+# Prints the tag on stdout; everything else goes to stderr.
+#
+# Usage: deploy/docker/base-image.sh [--tag]   (--tag: only print the tag, build nothing)
+# Environment: DEBIAN_MIRROR, DEBIAN_SECURITY_MIRROR, GLIA_CACHE_DIR, CONTAINERS_CONF.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+SUITE=bookworm
+PACKAGES=python3,python3-venv,ca-certificates,passwd
+MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+SECURITY_MIRROR="${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}"
+CACHE="${GLIA_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/glia}"
+export CONTAINERS_CONF="${CONTAINERS_CONF:-$HERE/containers.conf}"
+
+recipe="$(sha256sum "${BASH_SOURCE[0]}" | cut -c1-12)"
+TAG="localhost/glia-base:python3.11-$SUITE-$recipe"
+TARBALL="$CACHE/glia-base-$SUITE-$recipe.tar"
+
+log() { echo "base-image: $*" >&2; }
+
+root=""
+cleanup() {  # unmount and delete a half-made root filesystem
+  [[ -n "$root" ]] || return 0
+  umount -l "$root/proc" 2>/dev/null || true
+  rm -rf "$root"
+}
+trap cleanup EXIT
+
+if [[ "${1:-}" == --tag ]]; then echo "$TAG"; exit 0; fi
+
+if podman image exists "$TAG"; then
+  log "$TAG is present"
+  echo "$TAG"
+  exit 0
+fi
+
+bootstrap() {
+  [[ $EUID -eq 0 ]] || { log "debootstrap needs root (or import a tarball made elsewhere: $TARBALL)"; exit 1; }
+  command -v debootstrap >/dev/null || { log "debootstrap is missing: run 'make container-tools'"; exit 1; }
+  root="$(mktemp -d /var/tmp/glia-base.XXXXXX)"
+  log "debootstrap $SUITE ($PACKAGES) from $MIRROR"
+  # Like Debian's own slim images: never install documentation, man pages or locales.
+  mkdir -p "$root/etc/dpkg/dpkg.cfg.d"
+  cat >"$root/etc/dpkg/dpkg.cfg.d/glia-slim" <<'EOF'
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/locale/*
+path-exclude /usr/share/lintian/*
+EOF
+  debootstrap --variant=minbase --include="$PACKAGES" "$SUITE" "$root" "$MIRROR" >&2
+
+  log "applying $SUITE-updates and $SUITE-security"
+  cat >"$root/etc/apt/sources.list" <<EOF
+deb $MIRROR $SUITE main
+deb $MIRROR $SUITE-updates main
+deb $SECURITY_MIRROR $SUITE-security main
+EOF
+  mount -t proc proc "$root/proc"
+  chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive \
+    sh -ec 'apt-get -q update; apt-get -qy upgrade; apt-get clean' >&2
+  umount "$root/proc"
+
+  # What an image does not need at run time: package lists, caches, logs, and the
+  # build host's resolver and hostname (the container runtime provides its own).
+  rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/* "$root"/var/cache/debconf/*-old \
+         "$root"/var/log/* "$root"/tmp/* "$root"/var/tmp/* \
+         "$root"/usr/share/man/* "$root"/usr/share/info/* "$root"/usr/share/locale/*
+  find "$root/usr/share/doc" -mindepth 1 -not -name copyright -not -type d -delete
+  : >"$root/etc/resolv.conf"
+  : >"$root/etc/hostname"
+  : >"$root/etc/machine-id"
+
+  mkdir -p "$CACHE"
+  # Sorted names and numeric owners: the same packages give the same archive layout.
+  tar --numeric-owner --xattrs --sort=name -C "$root" -cf "$TARBALL.part" .
+  mv "$TARBALL.part" "$TARBALL"
+  log "wrote $TARBALL ($(du -h "$TARBALL" | cut -f1))"
+}
+
+[[ -s "$TARBALL" ]] || bootstrap
+log "importing $TARBALL as $TAG"
+podman import \
+  --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+  --change 'ENV LANG=C.UTF-8' \
+  --change 'CMD ["python3"]' \
+  --change "LABEL org.opencontainers.image.description=\"Debian $SUITE + python3 (glia base, recipe $recipe)\"" \
+  "$TARBALL" "$TAG" >&2
+echo "$TAG"
