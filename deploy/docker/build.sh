@@ -8,6 +8,8 @@
 # cached), since a daemonless build is mostly what runs where no registry can be reached.
 #
 # Usage: deploy/docker/build.sh [IMAGE ...]       (default: all four)
+#        deploy/docker/build.sh --check           (which engine would build; exit 1 and the
+#                                                  reason when none works)
 # Environment: IMAGE_PREFIX (glia/), IMAGE_TAG (dev), PYTHON_IMAGE, CONTAINER_ENGINE
 #              (docker or podman: skip the detection), CONTAINERS_CONF.
 set -euo pipefail
@@ -29,18 +31,30 @@ die() { log "$*"; exit 1; }
 
 detect_engine() {
   if [[ -n "${CONTAINER_ENGINE:-}" ]]; then echo "$CONTAINER_ENGINE"; return; fi
-  local docker_err podman_err
-  if docker_err="$(docker info 2>&1 >/dev/null)"; then echo docker; return; fi
-  docker_err="$(printf '%s\n' "$docker_err" | grep -v '^$' | tail -n1)"
+  local docker podman
+  if ! command -v docker >/dev/null; then
+    docker="docker is not installed"
+  elif docker="$(docker info 2>&1 >/dev/null)"; then
+    echo docker
+    return
+  else
+    docker="docker info: $(printf '%s\n' "$docker" | grep -v '^$' | tail -n1)"
+  fi
   if ! command -v podman >/dev/null; then
-    die "no Docker engine answers (docker info: ${docker_err:-docker not installed}) and podman is not installed; run 'make container-tools' (apt-get installs podman, runc, debootstrap)"
+    die "no Docker engine answers ($docker) and podman is not installed: run 'make container-tools' (apt-get installs podman, runc, debootstrap)"
   fi
-  if ! podman_err="$(podman info 2>&1 >/dev/null)"; then
-    die "no Docker engine answers (docker info: ${docker_err}) and podman does not work here (podman info: $(printf '%s\n' "$podman_err" | tail -n1))"
+  if ! podman="$(podman info 2>&1 >/dev/null)"; then
+    die "no Docker engine answers ($docker) and podman does not work here (podman info: $(printf '%s\n' "$podman" | tail -n1))"
   fi
-  log "no Docker engine answers (docker info: ${docker_err:-docker not installed}): building with podman"
+  log "no Docker engine answers ($docker): building with podman"
   echo podman
 }
+
+if [[ "${1:-}" == --check ]]; then
+  engine="$(detect_engine)"
+  echo "images: $engine works here"
+  exit 0
+fi
 
 images=("$@")
 ((${#images[@]})) || images=("${ALL[@]}")
