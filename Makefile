@@ -51,7 +51,7 @@ images: ## build the four images (Docker when it answers, otherwise podman); fai
 	@$(IMAGE_ENV) bash deploy/docker/build.sh
 
 images-test: setup images ## run the images as the charts render them and drive one turn through them (not in `make test`)
-	$(VENV)/python deploy/docker/images_test.py --prefix $(IMAGE_PREFIX) --tag $(IMAGE_TAG)
+	$(VENV)/python deploy/docker/smoke.py --prefix $(IMAGE_PREFIX) --tag $(IMAGE_TAG)
 
 base-image: ## the local Debian base image for podman builds (debootstrap, cached; make images makes it when needed)
 	@bash deploy/docker/base-image.sh

@@ -15,7 +15,7 @@
 4. Everything it started is removed, also on failure or interruption: containers,
    database, role and vhost.
 
-Usage: python deploy/docker/images_test.py [--prefix glia/] [--tag TAG]
+Usage: python deploy/docker/smoke.py [--prefix glia/] [--tag TAG]
 Environment: CONTAINER_ENGINE (docker or podman; default: docker when it answers),
 GLIA_IMAGES_TEST_ADMIN_URL (PostgreSQL superuser URL), GLIA_IMAGES_TEST_AMQP_URL (RabbitMQ,
 without a vhost; the vhost is managed with rabbitmqctl).
