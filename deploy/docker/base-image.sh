@@ -7,10 +7,11 @@
 #   ca-certificates and passwd (useradd); security updates applied; documentation, man
 #   pages, locales and apt lists removed; imported into podman as one layer.
 #
-# The tag carries a hash of this script, so changing the recipe makes a new image. The
-# root filesystem tarball is kept in $GLIA_CACHE_DIR (default ~/.cache/glia) so that a
-# machine whose image store was wiped re-imports it instead of bootstrapping again.
-# Prints the tag on stdout; everything else goes to stderr.
+# The tag carries a hash of the recipe (the package list and the two functions below,
+# without their comments), so a changed recipe makes a new image. The root filesystem
+# tarball is kept in $GLIA_CACHE_DIR (default ~/.cache/glia): a machine whose image store
+# was emptied re-imports it instead of bootstrapping again. Prints the tag on stdout;
+# progress goes to stderr, and the tools' own output only when they fail.
 #
 # Usage: deploy/docker/base-image.sh [--tag]   (--tag: only print the tag, build nothing)
 # Environment: DEBIAN_MIRROR, DEBIAN_SECURITY_MIRROR, GLIA_CACHE_DIR, CONTAINERS_CONF.
@@ -24,11 +25,17 @@ SECURITY_MIRROR="${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security
 CACHE="${GLIA_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/glia}"
 export CONTAINERS_CONF="${CONTAINERS_CONF:-$HERE/containers.conf}"
 
-recipe="$(sha256sum "${BASH_SOURCE[0]}" | cut -c1-12)"
-TAG="localhost/glia-base:python3.11-$SUITE-$recipe"
-TARBALL="$CACHE/glia-base-$SUITE-$recipe.tar"
-
 log() { echo "base-image: $*" >&2; }
+die() { log "$*"; exit 1; }
+
+quietly() {  # run a step; show its output only when it fails
+  local what="$1" out
+  shift
+  if ! out="$("$@" 2>&1)"; then
+    printf '%s\n' "$out" | tail -n 40 >&2
+    die "$what failed"
+  fi
+}
 
 root=""
 cleanup() {  # unmount and delete a half-made root filesystem
@@ -38,65 +45,70 @@ cleanup() {  # unmount and delete a half-made root filesystem
 }
 trap cleanup EXIT
 
-if [[ "${1:-}" == --tag ]]; then echo "$TAG"; exit 0; fi
-
-if podman image exists "$TAG"; then
-  log "$TAG is present"
-  echo "$TAG"
-  exit 0
-fi
-
+# Writes the root filesystem of the base image to $1 as a tar archive.
 bootstrap() {
-  [[ $EUID -eq 0 ]] || { log "debootstrap needs root (or import a tarball made elsewhere: $TARBALL)"; exit 1; }
-  command -v debootstrap >/dev/null || { log "debootstrap is missing: run 'make container-tools'"; exit 1; }
+  local tarball="$1"
+  ((EUID == 0)) || die "debootstrap needs root (or copy $tarball from a machine that made it)"
+  command -v debootstrap >/dev/null || die "debootstrap is missing: run 'make container-tools'"
   root="$(mktemp -d /var/tmp/glia-base.XXXXXX)"
   log "debootstrap $SUITE ($PACKAGES) from $MIRROR"
   # Like Debian's own slim images: never install documentation, man pages or locales.
   mkdir -p "$root/etc/dpkg/dpkg.cfg.d"
-  cat >"$root/etc/dpkg/dpkg.cfg.d/glia-slim" <<'EOF'
-path-exclude /usr/share/doc/*
-path-include /usr/share/doc/*/copyright
-path-exclude /usr/share/man/*
-path-exclude /usr/share/info/*
-path-exclude /usr/share/locale/*
-path-exclude /usr/share/lintian/*
-EOF
-  debootstrap --variant=minbase --include="$PACKAGES" "$SUITE" "$root" "$MIRROR" >&2
+  printf '%s\n' 'path-exclude /usr/share/doc/*' 'path-include /usr/share/doc/*/copyright' \
+    'path-exclude /usr/share/man/*' 'path-exclude /usr/share/info/*' \
+    'path-exclude /usr/share/locale/*' 'path-exclude /usr/share/lintian/*' \
+    >"$root/etc/dpkg/dpkg.cfg.d/glia-slim"
+  quietly debootstrap debootstrap --variant=minbase --include="$PACKAGES" "$SUITE" "$root" "$MIRROR"
 
   log "applying $SUITE-updates and $SUITE-security"
-  cat >"$root/etc/apt/sources.list" <<EOF
-deb $MIRROR $SUITE main
-deb $MIRROR $SUITE-updates main
-deb $SECURITY_MIRROR $SUITE-security main
-EOF
+  printf '%s\n' "deb $MIRROR $SUITE main" "deb $MIRROR $SUITE-updates main" \
+    "deb $SECURITY_MIRROR $SUITE-security main" >"$root/etc/apt/sources.list"
   mount -t proc proc "$root/proc"
-  chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive \
-    sh -ec 'apt-get -q update; apt-get -qy upgrade; apt-get clean' >&2
+  quietly "apt-get upgrade" chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+    DEBIAN_FRONTEND=noninteractive sh -ec 'apt-get -q update; apt-get -qy upgrade; apt-get clean'
   umount "$root/proc"
 
   # What an image does not need at run time: package lists, caches, logs, and the
   # build host's resolver and hostname (the container runtime provides its own).
   rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/* "$root"/var/cache/debconf/*-old \
-         "$root"/var/log/* "$root"/tmp/* "$root"/var/tmp/* \
-         "$root"/usr/share/man/* "$root"/usr/share/info/* "$root"/usr/share/locale/*
+    "$root"/var/log/* "$root"/tmp/* "$root"/var/tmp/* \
+    "$root"/usr/share/man/* "$root"/usr/share/info/* "$root"/usr/share/locale/*
   find "$root/usr/share/doc" -mindepth 1 -not -name copyright -not -type d -delete
   : >"$root/etc/resolv.conf"
   : >"$root/etc/hostname"
   : >"$root/etc/machine-id"
 
-  mkdir -p "$CACHE"
+  mkdir -p "$(dirname "$tarball")"
   # Sorted names and numeric owners: the same packages give the same archive layout.
-  tar --numeric-owner --xattrs --sort=name -C "$root" -cf "$TARBALL.part" .
-  mv "$TARBALL.part" "$TARBALL"
-  log "wrote $TARBALL ($(du -h "$TARBALL" | cut -f1))"
+  tar --numeric-owner --xattrs --sort=name -C "$root" -cf "$tarball.part" .
+  mv "$tarball.part" "$tarball"
+  log "wrote $tarball ($(du -h "$tarball" | cut -f1))"
 }
 
-[[ -s "$TARBALL" ]] || bootstrap
-log "importing $TARBALL as $TAG"
-podman import \
-  --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-  --change 'ENV LANG=C.UTF-8' \
-  --change 'CMD ["python3"]' \
-  --change "LABEL org.opencontainers.image.description=\"Debian $SUITE + python3 (glia base, recipe $recipe)\"" \
-  "$TARBALL" "$TAG" >&2
+# Imports the tarball $1 as the image $2 (a comment change keeps the tag).
+import_base() {
+  log "importing $1 as $2"
+  quietly "podman import" podman import \
+    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change 'ENV LANG=C.UTF-8' \
+    --change 'CMD ["python3"]' \
+    --change "LABEL org.opencontainers.image.title=glia-base" \
+    --change "LABEL org.opencontainers.image.description=\"Debian $SUITE with python3, for Glia's images\"" \
+    "$1" "$2"
+}
+
+recipe="$(printf '%s\n' "$SUITE" "$PACKAGES" "$(declare -f bootstrap import_base)" \
+  | sha256sum | cut -c1-12)"
+TAG="localhost/glia-base:python3.11-$SUITE-$recipe"
+TARBALL="$CACHE/glia-base-$SUITE-$recipe.tar"
+
+if [[ "${1:-}" == --tag ]]; then echo "$TAG"; exit 0; fi
+
+command -v podman >/dev/null || die "podman is missing: run 'make container-tools'"
+if podman image exists "$TAG"; then
+  log "$TAG is present"
+else
+  [[ -s "$TARBALL" ]] || bootstrap "$TARBALL"
+  import_base "$TARBALL" "$TAG"
+fi
 echo "$TAG"

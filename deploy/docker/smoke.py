@@ -313,7 +313,7 @@ class SmokeTest:
 
     def run(self, c: Container, *, detach: bool) -> subprocess.CompletedProcess[str]:
         # Values travel in the engine's environment, never on its command line.
-        cmd = [self.engine, "run", f"--name={c.name}", "--label=glia.images-test=1"]
+        cmd = [self.engine, "run", f"--name={c.name}", f"--label=glia.images-test={self.run_id}"]
         cmd += ["--detach"] if detach else ["--rm"]
         cmd += c.options + [f"--env={k}" for k in c.env] + [c.image, *c.command]
         return sh(cmd, env={**os.environ, **c.env}, check=False, timeout=300)
