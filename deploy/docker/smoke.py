@@ -8,10 +8,12 @@
    command, the container port and the probe paths.
 2. The migrations Job's container runs once; the three services start one after another
    on the host network (cold start: from `run` to the readiness probe's 200).
-3. One turn through the containers: a token from glia-token inside the chat-api image, a
-   conversation, an SSE turn ending in `done`, the cards `current` from card query; then
-   every probe path and /metrics, the images' HEALTHCHECK, the chart's preStop command,
-   and a graceful stop (SIGTERM, exit code 0).
+3. What each service's process really got (uid and gid, capabilities, no-new-privileges,
+   the writable paths), seen from inside its container. Then one turn through the
+   containers: a token from glia-token inside the chat-api image, a conversation, an SSE
+   turn ending in `done`, the cards `current` from card query; every probe path and
+   /metrics, the images' HEALTHCHECK, the chart's preStop command, and a graceful stop
+   (SIGTERM, exit code 0).
 4. Everything it started is removed, also on failure or interruption: containers,
    database, role and vhost.
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import functools
 import json
 import os
 import re
@@ -85,10 +88,34 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU time of a host process: what start-up costs, whatever the load."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def cpu_seconds(pid: int) -> float | None:
+    """User and system CPU time of a host process: what start-up costs, whatever the load.
+
+    None when the engine's processes are not visible here (a VM between, as on macOS)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# Run inside a service container: what its main process (pid 1) really got, and where
+# files can be written.
+RUNTIME_PROBE = """
+import json, os, tempfile
+status = dict(line.split(":", 1) for line in open("/proc/1/status") if ":" in line)
+def writable(path):
+    try:
+        tempfile.TemporaryFile(dir=path).close()
+        return True
+    except OSError:
+        return False
+print(json.dumps({
+    "uid": int(status["Uid"].split()[0]), "gid": int(status["Gid"].split()[0]),
+    "capabilities": int(status["CapEff"], 16), "no_new_privs": int(status["NoNewPrivs"]),
+    "writable": [path for path in ("/", "/app", "/app/.venv", "/tmp") if writable(path)],
+}))
+"""
 
 
 # ------------------------------------------------------------------ the engine
@@ -119,6 +146,8 @@ class Container:
     options: list[str]
     env: dict[str, str]
     command: list[str]
+    user: list[int] = field(default_factory=list)  # uid, gid
+    writable: list[str] = field(default_factory=list)  # the emptyDir mounts
     port: int | None = None
     probes: dict[str, str] = field(default_factory=dict)  # probe kind -> path
     pre_stop: list[str] | None = None
@@ -228,6 +257,7 @@ def container_of(engine: str, chart: str, docs: list[dict[str, Any]], name: str)
             assert ports.get(get["port"], get["port"]) == ports["http"], f"{kind} probe port"
             probes[kind] = get["path"]
     pre_stop = spec.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command")
+    sc = {**pod.get("securityContext", {}), **spec.get("securityContext", {})}
     return Container(
         chart=chart,
         name=name,
@@ -235,6 +265,8 @@ def container_of(engine: str, chart: str, docs: list[dict[str, Any]], name: str)
         options=run_options(engine, pod, spec),
         env=pod_env(spec, docs, name),
         command=[*spec.get("command", []), *spec.get("args", [])],
+        user=[sc["runAsUser"], sc["runAsGroup"]],
+        writable=[m["mountPath"] for m in spec.get("volumeMounts", [])],
         port=ports.get("http"),
         probes=probes,
         pre_stop=pre_stop,
@@ -249,7 +281,7 @@ class Result:
     checks: list[str] = field(default_factory=list)
     ready_s: dict[str, float] = field(default_factory=dict)  # from `run`
     process_ready_s: dict[str, float] = field(default_factory=dict)  # from the process start
-    cpu_s: dict[str, float] = field(default_factory=dict)  # CPU time the process used to get there
+    cpu_s: dict[str, float | None] = field(default_factory=dict)  # CPU time it took
     sizes: dict[str, int] = field(default_factory=dict)
 
     def ok(self, what: str) -> None:
@@ -279,7 +311,9 @@ class SmokeTest:
 
     # -- rendering
 
-    def render(self, chart: str, values: dict[str, Any]) -> list[dict[str, Any]]:
+    @functools.cached_property
+    def helm(self) -> tuple[str, dict[str, str]]:
+        """The Helm binary of deploy/helm/tools.sh, with its own config and cache."""
         helm = sh(["bash", str(HELM_DIR / "tools.sh")]).stdout.strip().splitlines()[-1]
         tools = Path(helm).parents[1]
         env = {
@@ -288,6 +322,10 @@ class SmokeTest:
             "HELM_CACHE_HOME": str(tools / "helm/cache"),
             "HELM_DATA_HOME": str(tools / "helm/data"),
         }
+        return helm, env
+
+    def render(self, chart: str, values: dict[str, Any]) -> list[dict[str, Any]]:
+        helm, env = self.helm
         sh([helm, "dependency", "update", "--skip-refresh", str(HELM_DIR / chart)], env=env)
         with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
             json.dump(values, f)  # JSON is YAML; the file holds this run's test secrets
@@ -327,7 +365,7 @@ class SmokeTest:
         image = self.inspect_image(c.image)
         config = image["Config"]
         self.result.sizes[c.chart] = int(image["Size"])
-        user = next(o for o in c.options if o.startswith("--user=")).removeprefix("--user=")
+        user = f"{c.user[0]}:{c.user[1]}"
         assert config.get("User") == user, f"image user {config.get('User')} != chart {user}"
         assert not config.get("Entrypoint"), "no ENTRYPOINT: a chart's command replaces Cmd"
         # Services run the image's command; the Job names it, and it must be the same.
@@ -358,6 +396,18 @@ class SmokeTest:
         offset = datetime.strptime(zone.replace(":", ""), "%z").utcoffset()
         seconds = stamp.replace(tzinfo=UTC).timestamp() - (offset.total_seconds() if offset else 0)
         return seconds, int(state["Pid"])
+
+    def check_runtime(self, c: Container) -> None:
+        """The running process has what the chart asks for, not merely the flags."""
+        got = json.loads(sh([self.engine, "exec", c.name, "python", "-c", RUNTIME_PROBE]).stdout)
+        assert [got["uid"], got["gid"]] == c.user, f"{c.chart} runs as {got['uid']}:{got['gid']}"
+        assert got["capabilities"] == 0, f"{c.chart} has capabilities {got['capabilities']:x}"
+        assert got["no_new_privs"] == 1, f"{c.chart} may gain privileges"
+        assert got["writable"] == c.writable, f"{c.chart} can write to {got['writable']}"
+        self.result.ok(
+            f"{c.chart}: runs as {got['uid']}:{got['gid']}, no capabilities, no new privileges,"
+            f" writes only to {', '.join(got['writable'])}"
+        )
 
     def logs(self, c: Container, lines: int = 40) -> str:
         out = sh([self.engine, "logs", "--tail", str(lines), c.name], check=False)
@@ -406,11 +456,13 @@ class SmokeTest:
         started_at, pid = self.started_at(c)
         self.result.process_ready_s[chart] = time.time() - started_at
         self.result.cpu_s[chart] = cpu_seconds(pid)
+        cpu = self.result.cpu_s[chart]
         self.result.ok(
             f"{chart}: ready on :{c.port} {self.result.ready_s[chart]:.2f} s after run"
-            f" ({self.result.process_ready_s[chart]:.2f} s after its process started,"
-            f" {self.result.cpu_s[chart]:.2f} s of CPU)"
+            f" ({self.result.process_ready_s[chart]:.2f} s after its process started"
+            + (f", {cpu:.2f} s of CPU)" if cpu is not None else ")")
         )
+        self.check_runtime(c)
         health = image.get("Healthcheck") or image["Config"].get("Healthcheck")
         test = health["Test"]
         assert test[0] == "CMD", test
@@ -516,9 +568,10 @@ def report(result: Result) -> Iterator[str]:
     yield "|---|---|---|---|---|"
     for chart, size in result.sizes.items():
         if chart in result.ready_s:
+            cpu = result.cpu_s[chart]
             times = (
                 f"{result.ready_s[chart]:.2f} s | {result.process_ready_s[chart]:.2f} s"
-                f" | {result.cpu_s[chart]:.2f} s"
+                f" | {f'{cpu:.2f} s' if cpu is not None else '-'}"
             )
         else:
             times = "- | - | -"
