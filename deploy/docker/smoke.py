@@ -1,7 +1,8 @@
 """Container smoke test (make images-test): the images, run as the Helm charts run them.
 
-1. `helm template` renders each chart for this run (its own ports, database, app role and
-   RabbitMQ vhost), and every container setting comes from the rendered pod spec: image,
+1. `helm template` renders each chart for this run (its own ports, database, app role,
+   RabbitMQ user and vhost, GLIA_ENVIRONMENT=production), and every container setting
+   comes from the rendered pod spec: image,
    user and group, read-only root filesystem with a tmpfs for each emptyDir, dropped
    capabilities, no privilege escalation, CPU and memory limits, the environment
    (ConfigMap, Secret and fieldRef entries, with Kubernetes' $(VAR) expansion), the
@@ -15,12 +16,12 @@
    /metrics, the images' HEALTHCHECK, the chart's preStop command, and a graceful stop
    (SIGTERM, exit code 0).
 4. Everything it started is removed, also on failure or interruption: containers,
-   database, role and vhost.
+   database, role, RabbitMQ user and vhost.
 
 Usage: python deploy/docker/smoke.py [--prefix glia/] [--tag TAG]
 Environment: CONTAINER_ENGINE (docker or podman; default: docker when it answers),
-GLIA_IMAGES_TEST_ADMIN_URL (PostgreSQL superuser URL), GLIA_IMAGES_TEST_AMQP_URL (RabbitMQ,
-without a vhost; the vhost is managed with rabbitmqctl).
+GLIA_IMAGES_TEST_ADMIN_URL (PostgreSQL superuser URL), GLIA_IMAGES_TEST_AMQP_ADDRESS
+(RabbitMQ host:port; its user and vhost are made with rabbitmqctl, on this machine).
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ SERVICES = ("extractor", "card-query", "chat-api")  # start order: the consumer 
 ADMIN_URL = os.environ.get(
     "GLIA_IMAGES_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
-AMQP_URL = os.environ.get("GLIA_IMAGES_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672")
+AMQP_ADDRESS = os.environ.get("GLIA_IMAGES_TEST_AMQP_ADDRESS", "127.0.0.1:5672")
 NAMESPACE = "glia-images-test"
 READY_TIMEOUT_S = 30.0
 CARDS_TIMEOUT_S = 30.0
@@ -296,17 +297,20 @@ class SmokeTest:
         self.tag = tag
         self.run_id = secrets.token_hex(3)
         ident = f"glia_images_test_{self.run_id}"
-        self.database = self.role = self.vhost = ident
+        self.database = self.role = self.amqp_user = self.vhost = ident
         admin = urlsplit(ADMIN_URL)
         password = secrets.token_hex(12)
         self.app_url = (
             f"postgresql://{self.role}:{password}@{admin.hostname}:{admin.port or 5432}"
             f"/{self.database}"
         )
-        self.amqp_url = f"{AMQP_URL.rstrip('/')}/{quote(self.vhost, safe='')}"
+        self.amqp_password = secrets.token_hex(12)
+        self.amqp_url = (
+            f"amqp://{self.amqp_user}:{self.amqp_password}@{AMQP_ADDRESS}/{quote(self.vhost)}"
+        )
         self.jwt_secret = secrets.token_urlsafe(32)
         self.started: list[Container] = []
-        self.vhost_created = False
+        self.broker_prepared = False
         self.result = Result()
 
     # -- rendering
@@ -335,7 +339,11 @@ class SmokeTest:
         return [d for d in yaml.safe_load_all(out.stdout) if d]
 
     def container(self, chart: str, port: int | None = None) -> Container:
-        values: dict[str, Any] = {"image": {"repository": f"{self.prefix}{chart}", "tag": self.tag}}
+        values: dict[str, Any] = {
+            "image": {"repository": f"{self.prefix}{chart}", "tag": self.tag},
+            # Production refuses what is only fit for a laptop (default passwords, short keys).
+            "extraConfig": {"GLIA_ENVIRONMENT": "production"},
+        }
         if chart == "migrations":
             secret = {"GLIA_DATABASE_ADMIN_URL": ADMIN_URL, "GLIA_DATABASE_URL": self.app_url}
         else:
@@ -417,11 +425,12 @@ class SmokeTest:
 
     def prepare(self) -> None:
         sh(["rabbitmqctl", "-q", "await_startup", "--timeout", "60"], timeout=90)
+        self.broker_prepared = True
         sh(["rabbitmqctl", "-q", "add_vhost", self.vhost])
-        self.vhost_created = True
-        user = urlsplit(AMQP_URL).username or "guest"
-        sh(["rabbitmqctl", "-q", "set_permissions", "-p", self.vhost, user, ".*", ".*", ".*"])
-        self.result.ok(f"RabbitMQ vhost {self.vhost}")
+        sh(["rabbitmqctl", "-q", "add_user", self.amqp_user, self.amqp_password])
+        user, vhost = self.amqp_user, self.vhost
+        sh(["rabbitmqctl", "-q", "set_permissions", "-p", vhost, user, ".*", ".*", ".*"])
+        self.result.ok(f"RabbitMQ user and vhost {self.vhost}")
 
     def migrate(self) -> None:
         c = self.container("migrations")
@@ -540,9 +549,10 @@ class SmokeTest:
             asyncio.run(self.drop_database())
         except (OSError, asyncpg.PostgresError) as exc:
             log(f"could not drop {self.database} / role {self.role}: {exc}")
-        if self.vhost_created:
+        if self.broker_prepared:
+            sh(["rabbitmqctl", "-q", "delete_user", self.amqp_user], check=False)
             sh(["rabbitmqctl", "-q", "delete_vhost", self.vhost], check=False)
-        log(f"removed containers, database, role and vhost of run {self.run_id}")
+        log(f"removed containers, database, role, RabbitMQ user and vhost of run {self.run_id}")
 
     async def drop_database(self) -> None:
         conn = await asyncpg.connect(ADMIN_URL)
