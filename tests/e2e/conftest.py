@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from glia_e2e.processes import Process, base_env, free_port
-from glia_fakes.fake_llm import FakeLLMControl
+from glia_fakes.llm import FakeLLMControl
 from glia_fakes.otlp_sink import OtlpSink
 
 

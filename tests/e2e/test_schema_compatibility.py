@@ -20,7 +20,7 @@ from alembic.script import ScriptDirectory
 
 from glia_chat_api.main import create_app as create_chat_app
 from glia_common.cli.migrate import alembic_config, migrate
-from glia_common.settings import Settings
+from glia_common.settings import MigrateSettings
 from glia_e2e.sse import post_message
 from glia_extractor.main import create_app as create_extractor_app
 
@@ -50,7 +50,7 @@ async def test_current_code_works_against_the_previous_migration_head(
     target = previous_head()
     await asyncio.to_thread(
         migrate,
-        Settings(_env_file=None, database_url=app_url, database_admin_url=admin_base),  # type: ignore[call-arg]
+        MigrateSettings(_env_file=None, database_url=app_url, database_admin_url=admin_base),  # type: ignore[call-arg]
         target,
     )
     try:

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from glia_common.auth import AuthError, TokenVerifier, mint_token
-from glia_common.settings import Settings
+from glia_common.settings import AuthSettings
 
 SECRET = "unit-test-secret-" + "s" * 32
 JWKS_URL = "https://idp.example/.well-known/jwks.json"
@@ -50,8 +50,8 @@ def _jwks_transport(calls: list[int] | None = None) -> httpx.MockTransport:
     return httpx.MockTransport(handler)
 
 
-def settings(**kw: Any) -> Settings:
-    return Settings(_env_file=None, **kw)  # type: ignore[call-arg]
+def settings(**kw: Any) -> AuthSettings:
+    return AuthSettings(_env_file=None, **kw)  # type: ignore[call-arg]
 
 
 def claims(**overrides: Any) -> dict[str, Any]:

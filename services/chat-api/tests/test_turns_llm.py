@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from glia_e2e.sse import iter_events, post_message
-from glia_fakes.fake_llm import DEFAULT_CHAT_REPLY
+from glia_fakes.llm import DEFAULT_CHAT_REPLY
 
 pytestmark = pytest.mark.integration
 

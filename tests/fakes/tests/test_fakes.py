@@ -19,7 +19,7 @@ import pytest
 from openai.types.chat import ChatCompletionChunk
 from openai.types.shared_params import ResponseFormatJSONSchema
 
-from glia_fakes.fake_llm import (
+from glia_fakes.llm import (
     DEFAULT_CHAT_REPLY,
     DEFAULT_CHUNKS,
     FakeLLM,

@@ -17,7 +17,7 @@ import httpx
 import jwt
 from jwt import PyJWK, PyJWKSet
 
-from glia_common.settings import Settings
+from glia_common.settings import AuthSettings
 
 HMAC_ALGORITHMS = frozenset({"HS256"})
 ASYMMETRIC_ALGORITHMS = frozenset({"RS256", "ES256"})
@@ -83,7 +83,7 @@ class JwksCache:
 
 class TokenVerifier:
     def __init__(
-        self, settings: Settings, jwks_transport: httpx.AsyncBaseTransport | None = None
+        self, settings: AuthSettings, jwks_transport: httpx.AsyncBaseTransport | None = None
     ) -> None:
         self._secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
         self._audience = settings.jwt_audience
@@ -145,7 +145,7 @@ class TokenVerifier:
         raise AuthError("token algorithm not accepted")
 
 
-def mint_token(settings: Settings, subject: str, ttl_s: int = 3600) -> str:
+def mint_token(settings: AuthSettings, subject: str, ttl_s: int = 3600) -> str:
     """A signed development token (HS256 with GLIA_JWT_SECRET)."""
     if not settings.jwt_secret:
         raise ValueError("GLIA_JWT_SECRET is not set")

@@ -7,12 +7,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from glia_card_query.api import cards
-from glia_card_query.events import CardEventHub
+from glia_card_query.cards import routes as cards
+from glia_card_query.cards.events import CardEventHub
+from glia_card_query.settings import CardQuerySettings
 from glia_common.auth import TokenVerifier
 from glia_common.db import create_driver_pool
 from glia_common.messaging import build_broker
-from glia_common.settings import Settings, driver_database_url, get_settings
+from glia_common.settings import driver_database_url
 from glia_common.telemetry import configure_telemetry, get_logger, shutdown_telemetry
 from glia_common.web.service import build_service_app, serve
 
@@ -22,8 +23,8 @@ DEFAULT_PORT = 8001
 log = get_logger(__name__)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or get_settings()
+def create_app(settings: CardQuerySettings | None = None) -> FastAPI:
+    settings = settings or CardQuerySettings()
     configure_telemetry(SERVICE_NAME, settings)
 
     @asynccontextmanager
@@ -58,7 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def run() -> None:
-    settings = get_settings()
+    settings = CardQuerySettings()
     serve(create_app(settings), settings, DEFAULT_PORT, graceful_timeout_s=10)
 
 

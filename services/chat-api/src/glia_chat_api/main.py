@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from glia_chat_api.api import conversations, messages
+from glia_chat_api.conversations import routes as conversations
 from glia_chat_api.llm import ChatModel, LocalResponder, OpenAIChat
 from glia_chat_api.outbox.relay import OutboxRelay
-from glia_chat_api.streaming.runner import TurnRunner
+from glia_chat_api.settings import ChatApiSettings
+from glia_chat_api.turns import routes as turns
+from glia_chat_api.turns.runner import TurnRunner
+from glia_chat_api.turns.sweeper import StaleTurnSweeper
 from glia_common.auth import TokenVerifier
 from glia_common.db import create_engine, create_sessionmaker
 from glia_common.llm import build_openai_client, provider_name
 from glia_common.messaging import build_broker
-from glia_common.settings import Settings, get_settings
 from glia_common.telemetry import configure_telemetry, get_logger, shutdown_telemetry
 from glia_common.web.service import build_service_app, serve
 
@@ -27,7 +31,7 @@ DRAIN_TIMEOUT_S = 25.0
 log = get_logger(__name__)
 
 
-def build_chat_model(settings: Settings) -> ChatModel:
+def build_chat_model(settings: ChatApiSettings) -> ChatModel:
     if not settings.llm_configured:
         return LocalResponder()
     return OpenAIChat(
@@ -35,8 +39,8 @@ def build_chat_model(settings: Settings) -> ChatModel:
     )
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or get_settings()
+def create_app(settings: ChatApiSettings | None = None) -> FastAPI:
+    settings = settings or ChatApiSettings()
     configure_telemetry(SERVICE_NAME, settings)
 
     @asynccontextmanager
@@ -49,7 +53,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             broker,
             batch_size=settings.outbox_batch_size,
             poll_interval_s=settings.outbox_poll_interval_s,
-            turn_stale_after_s=settings.turn_stale_after_s,
+        )
+        sweeper = StaleTurnSweeper(
+            sessionmaker, stale_after_s=settings.turn_stale_after_s, on_settled=relay.wake
         )
         model = build_chat_model(settings)
         app.state.settings = settings
@@ -60,11 +66,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.token_verifier = TokenVerifier(settings)
         app.state.turn_runner = TurnRunner(engine, model, on_settled=relay.wake)
         relay.start()
+        sweeping = asyncio.create_task(sweeper.run_forever(), name="stale-turn-sweeper")
         log.info("chat_api.started", llm=model.provider, model=model.model)
         try:
             yield
         finally:
             await app.state.turn_runner.drain(DRAIN_TIMEOUT_S)
+            sweeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeping
             await relay.stop()
             await engine.dispose()
             shutdown_telemetry()
@@ -74,12 +84,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Authenticated conversations with an assistant, streamed over "
         "Server-Sent Events.",
         lifespan=lifespan,
-        routers=[conversations.router, messages.router],
+        routers=[conversations.router, turns.router],
     )
 
 
 def run() -> None:
-    settings = get_settings()
+    settings = ChatApiSettings()
     serve(create_app(settings), settings, DEFAULT_PORT, graceful_timeout_s=DRAIN_TIMEOUT_S + 5)
 
 

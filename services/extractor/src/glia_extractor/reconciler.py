@@ -13,10 +13,8 @@ from faststream.rabbit import RabbitBroker
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from glia_common.contracts import ExtractionRequested
-from glia_common.contracts.extraction import EXTRACTION_ROUTING_KEY
 from glia_common.db import system_transaction
-from glia_common.messaging import EXCHANGE
+from glia_common.messaging import EXCHANGE, EXTRACTION_ROUTING_KEY, ExtractionRequested
 from glia_common.telemetry import get_logger
 from glia_extractor import metrics
 

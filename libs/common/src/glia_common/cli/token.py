@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from glia_common.auth import mint_token
-from glia_common.settings import get_settings
+from glia_common.settings import AuthSettings
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.ttl <= 0:
         parser.error("--ttl must be positive")
     try:
-        print(mint_token(get_settings(), args.sub, args.ttl))
+        print(mint_token(AuthSettings(), args.sub, args.ttl))
     except ValueError as exc:
         print(f"glia-token: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc

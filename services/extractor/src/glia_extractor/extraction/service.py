@@ -20,14 +20,13 @@ import asyncpg
 from opentelemetry import trace
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from glia_common.contracts import ExtractionRequested
-from glia_common.repositories import NewCard
-from glia_common.repositories.extraction import ExtractionStore
+from glia_common.messaging import ExtractionRequested
 from glia_common.telemetry import get_logger
 from glia_extractor import metrics
 from glia_extractor.extraction.hashing import source_hash
 from glia_extractor.extraction.llm import ExtractionFailed, LlmExtractor
 from glia_extractor.extraction.rules import extract_cards
+from glia_extractor.extraction.store import ExtractionStore
 from glia_extractor.extraction.types import CardDraft, SourceMessage
 
 log = get_logger(__name__)
@@ -259,9 +258,7 @@ class ExtractionService:
                 source_hash=claim.source_hash,
                 run_id=claim.run_id,
                 origin=origin,
-                cards=[
-                    NewCard(d.kind, d.title, d.body, origin, d.source_message_ids) for d in drafts
-                ],
+                cards=drafts,
                 source_message_count=len(claim.messages),
                 run=run,
             )

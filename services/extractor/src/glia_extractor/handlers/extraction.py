@@ -24,8 +24,12 @@ from opentelemetry import propagate, trace
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from glia_common.contracts import ExtractionRequested
-from glia_common.messaging import DELIVERY_LIMIT, EXCHANGE, EXTRACTION_QUEUE
+from glia_common.messaging import (
+    DELIVERY_LIMIT,
+    EXCHANGE,
+    EXTRACTION_QUEUE,
+    ExtractionRequested,
+)
 from glia_common.telemetry import get_logger
 from glia_extractor import metrics
 from glia_extractor.extraction.service import ExtractionJob, ExtractionService, Outcome

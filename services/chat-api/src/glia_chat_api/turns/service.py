@@ -1,0 +1,140 @@
+"""A turn's transactions: begin (before the stream), checkpoints, and settle (after it).
+
+Each is one short user-scoped transaction of its own; none is open while the model
+is awaited.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from glia_chat_api.llm import ChatTurnMessage
+from glia_chat_api.turns.store import RecordedTurn, TurnStore
+from glia_common.db import user_connection
+
+
+class ConversationNotFound(Exception):
+    pass
+
+
+class TurnInProgress(Exception):
+    """The Idempotency-Key belongs to a turn that is still streaming."""
+
+
+class IdempotencyKeyReused(Exception):
+    """The Idempotency-Key was used before with a different request."""
+
+
+@dataclass(frozen=True, slots=True)
+class NewTurn:
+    user_id: str
+    conversation_id: uuid.UUID
+    turn_id: uuid.UUID
+    user_message_id: uuid.UUID
+    assistant_message_id: uuid.UUID
+    request_id: str
+    trace_id: str
+    history: list[ChatTurnMessage]
+
+
+def request_hash(conversation_id: uuid.UUID, content: str) -> str:
+    return hashlib.sha256(f"{conversation_id}\n{content}".encode()).hexdigest()
+
+
+async def begin_turn(
+    engine: AsyncEngine,
+    *,
+    user_id: str,
+    conversation_id: uuid.UUID,
+    content: str,
+    idempotency_key: str | None,
+    request_id: str,
+    trace_id: str,
+    history_limit: int,
+) -> NewTurn | RecordedTurn:
+    """Commit the user message and an empty streaming assistant message, or find the
+    recorded turn of a repeated request; one transaction either way."""
+    fingerprint = request_hash(conversation_id, content)
+    try:
+        async with user_connection(engine, user_id) as conn:
+            store = TurnStore(conn)
+            if idempotency_key is not None:
+                earlier = await store.by_idempotency_key(idempotency_key)
+                if earlier is not None:
+                    if earlier.request_hash != fingerprint:
+                        raise IdempotencyKeyReused
+                    if earlier.status == "streaming":
+                        raise TurnInProgress
+                    return earlier
+            begun = await store.begin(
+                conversation_id=conversation_id,
+                user_id=user_id,
+                content=content,
+                idempotency_key=idempotency_key,
+                request_hash=fingerprint,
+                request_id=request_id,
+                trace_id=trace_id,
+                history_limit=history_limit,
+            )
+    except asyncpg.UniqueViolationError as exc:
+        # A concurrent request with the same Idempotency-Key won the insert.
+        raise TurnInProgress from exc
+    if begun is None:
+        raise ConversationNotFound
+    return NewTurn(
+        user_id=user_id,
+        conversation_id=conversation_id,
+        turn_id=begun.turn_id,
+        user_message_id=begun.user_message_id,
+        assistant_message_id=begun.assistant_message_id,
+        request_id=request_id,
+        trace_id=trace_id,
+        history=[ChatTurnMessage(role=role, content=text) for role, text in begun.history],  # type: ignore[arg-type]
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TurnOutcome:
+    status: str  # complete | failed | incomplete
+    content: str
+    finish_reason: str | None = None
+    usage: dict[str, Any] | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    error_retryable: bool | None = None
+
+
+async def settle_turn(
+    engine: AsyncEngine, turn: NewTurn, outcome: TurnOutcome, trace_headers: dict[str, str]
+) -> bool:
+    """Store the assistant message's final state and, in the same transaction, request
+    extraction through the outbox. False when the turn had already been settled."""
+    async with user_connection(engine, turn.user_id) as conn:
+        return await TurnStore(conn).settle(
+            turn_id=turn.turn_id,
+            message_id=turn.assistant_message_id,
+            conversation_id=turn.conversation_id,
+            user_id=turn.user_id,
+            content=outcome.content,
+            status=outcome.status,
+            finish_reason=outcome.finish_reason,
+            usage=outcome.usage,
+            error_code=outcome.error_code,
+            error_message=outcome.error_message,
+            error_retryable=outcome.error_retryable,
+            request_id=turn.request_id,
+            trace_headers=trace_headers,
+        )
+
+
+async def checkpoint_turn(engine: AsyncEngine, turn: NewTurn, content: str) -> None:
+    """Save the streamed text so far; also the heartbeat that keeps a live turn from
+    being swept."""
+    async with user_connection(engine, turn.user_id) as conn:
+        await TurnStore(conn).checkpoint(turn.assistant_message_id, content)
