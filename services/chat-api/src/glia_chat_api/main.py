@@ -15,11 +15,13 @@ from glia_chat_api.outbox.relay import OutboxRelay
 from glia_chat_api.settings import ChatApiSettings
 from glia_chat_api.turns import routes as turns
 from glia_chat_api.turns.runner import TurnRunner
+from glia_chat_api.turns.signals import TurnSignals
 from glia_chat_api.turns.sweeper import StaleTurnSweeper
 from glia_common.auth import TokenVerifier
 from glia_common.db import create_engine, create_sessionmaker
 from glia_common.llm import build_openai_client, provider_name
 from glia_common.messaging import build_broker
+from glia_common.settings import driver_database_url
 from glia_common.telemetry import configure_telemetry, get_logger, shutdown_telemetry
 from glia_common.web.service import build_service_app, serve
 
@@ -64,14 +66,23 @@ def create_app(settings: ChatApiSettings | None = None) -> FastAPI:
         app.state.broker = broker
         app.state.relay = relay
         app.state.token_verifier = TokenVerifier(settings)
-        app.state.turn_runner = TurnRunner(engine, model, on_settled=relay.wake)
+        runner = TurnRunner(engine, model, on_settled=relay.wake)
+        signals = TurnSignals(
+            driver_database_url(settings.database_url),
+            on_follow=runner.follow_requested,
+            on_cancel=runner.cancel,
+        )
+        app.state.turn_runner = runner
+        app.state.turn_signals = signals
+        signals.start()
         relay.start()
         sweeping = asyncio.create_task(sweeper.run_forever(), name="stale-turn-sweeper")
         log.info("chat_api.started", llm=model.provider, model=model.model)
         try:
             yield
         finally:
-            await app.state.turn_runner.drain(DRAIN_TIMEOUT_S)
+            await runner.drain(DRAIN_TIMEOUT_S)
+            await signals.stop()
             sweeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeping

@@ -18,3 +18,8 @@ class ChatApiSettings(ServiceSettings, AuthSettings, LlmSettings):
     outbox_batch_size: int = Field(default=100, ge=1, le=1000)
     # A turn whose stream has not checkpointed for this long is abandoned (incomplete).
     turn_stale_after_s: float = Field(default=120.0, gt=0)
+
+    # Idle SSE streams get a comment this often, so proxies and ingresses keep them open.
+    sse_heartbeat_s: float = Field(default=10.0, gt=0, le=300)
+    # The reconnection delay EventSource clients are told (the SSE ``retry:`` field).
+    sse_retry_ms: int = Field(default=2000, ge=0, le=600_000)

@@ -13,77 +13,48 @@ import asyncio
 import contextlib
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
-import asyncpg
-
+from glia_common.db.listen import PgListener
 from glia_common.messaging import CARDS_CHANNEL, parse_card_change
-from glia_common.telemetry import get_logger
-
-log = get_logger(__name__)
 
 
 class CardEventHub:
     def __init__(self, dsn: str) -> None:
-        self._dsn = dsn
         self._subscribers: dict[uuid.UUID, set[asyncio.Queue[None]]] = defaultdict(set)
-        self._task: asyncio.Task[None] | None = None
-        self.listening = asyncio.Event()
+        # Notifications missed while disconnected: wake everyone to re-read.
+        self._listener = PgListener(
+            dsn, [CARDS_CHANNEL], self._on_notify, on_connected=self._wake_all
+        )
+        self.listening = self._listener.listening
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._listen_forever(), name="card-events")
+        self._listener.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._listener.stop()
 
     @contextlib.contextmanager
-    def subscribe(self, conversation_id: uuid.UUID):  # type: ignore[no-untyped-def]
+    def subscribe(self, conversation_id: uuid.UUID) -> Iterator[asyncio.Queue[None]]:
         """A queue that receives one item per replacement of this conversation's cards.
         The caller has checked that the conversation is its user's."""
         queue: asyncio.Queue[None] = asyncio.Queue(maxsize=1)
-        key = conversation_id
-        self._subscribers[key].add(queue)
+        self._subscribers[conversation_id].add(queue)
         try:
             yield queue
         finally:
-            self._subscribers[key].discard(queue)
-            if not self._subscribers[key]:
-                del self._subscribers[key]
+            self._subscribers[conversation_id].discard(queue)
+            if not self._subscribers[conversation_id]:
+                del self._subscribers[conversation_id]
 
-    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+    def _on_notify(self, _channel: str, payload: str) -> None:
         conversation_id = parse_card_change(payload)
         if conversation_id is not None:
             _wake(self._subscribers.get(conversation_id, ()))
 
-    async def _listen_forever(self) -> None:
-        delay = 0.5
-        while True:
-            conn: asyncpg.Connection | None = None
-            try:
-                conn = await asyncpg.connect(self._dsn)
-                await conn.add_listener(CARDS_CHANNEL, self._on_notify)
-                self.listening.set()
-                delay = 0.5
-                # Notifications missed while disconnected: wake everyone to re-read.
-                for queues in list(self._subscribers.values()):
-                    _wake(queues)
-                while not conn.is_closed():
-                    await asyncio.sleep(1.0)
-                    await conn.execute("SELECT 1")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("card_events.listener_error", error=type(exc).__name__)
-            finally:
-                self.listening.clear()
-                if conn is not None:
-                    with contextlib.suppress(Exception):
-                        await conn.close()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+    def _wake_all(self) -> None:
+        for queues in list(self._subscribers.values()):
+            _wake(queues)
 
 
 def _wake(queues: Iterable[asyncio.Queue[None]]) -> None:

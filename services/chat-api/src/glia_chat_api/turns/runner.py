@@ -1,6 +1,7 @@
-"""Runs turns: the model stream is driven by a task of its own, apart from the HTTP
-response, so a client that disconnects, or a server that shuts down, still leaves the
-assistant message settled (incomplete, with the text so far) and extraction requested.
+"""Runs turns. Each turn is driven by a task of its own, apart from any HTTP response: a
+turn outlives its client, and the model's output is stored to the end whoever is
+listening. Streams follow a turn's events (``turns.streams``): the request that started
+it, a client that reconnected, or - through the database - another replica.
 
 No database session is held while the model is awaited: one short transaction per
 checkpoint and one to settle.
@@ -10,10 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+import uuid
+from collections.abc import Callable
 from contextlib import aclosing
-from dataclasses import dataclass
-from enum import StrEnum
 
 from fastapi.sse import ServerSentEvent
 from opentelemetry import propagate
@@ -21,41 +21,100 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from glia_chat_api import metrics
 from glia_chat_api.llm import ChatError, ChatModel
-from glia_chat_api.turns.service import NewTurn, TurnOutcome, checkpoint_turn, settle_turn
-from glia_chat_api.turns.sse import DoneData, ErrorData, EventSequence, StartData
-from glia_chat_api.turns.store import RecordedTurn
+from glia_chat_api.turns.service import (
+    NewTurn,
+    TurnOutcome,
+    checkpoint_turn,
+    load_turn,
+    settle_turn,
+)
+from glia_chat_api.turns.sse import (
+    CANCELLED,
+    ENDED_ELSEWHERE,
+    INCOMPLETE,
+    UNSAVED,
+    DoneData,
+    ErrorData,
+    EventSequence,
+    StartData,
+)
 from glia_common.telemetry import get_logger
 
 log = get_logger(__name__)
 
+# How often a running turn saves its text. A turn followed from another replica saves
+# it much more often, so that stream lags the model by a fraction of a second.
 CHECKPOINT_INTERVAL_S = 2.0
-INCOMPLETE = ErrorData(code="incomplete", message="the stream was interrupted", retryable=True)
-UNSAVED = ErrorData(
-    code="storage_unavailable", message="the reply could not be saved", retryable=True
-)
-# The stale-turn sweeper, or a deleted conversation, ended the turn before this stream did.
-ENDED_ELSEWHERE = ErrorData(
-    code="turn_ended",
-    message="the turn was ended elsewhere (its conversation was deleted, or it timed out)",
-    retryable=False,
-)
+FOLLOWED_CHECKPOINT_INTERVAL_S = 0.1
+# A follow request keeps a turn in the followed mode this long (followers renew it).
+FOLLOWED_FOR_S = 10.0
+# How long settling keeps trying through database trouble before the stream gives up.
+SETTLE_BUDGET_S = 15.0
 
 
-class Settled(StrEnum):
-    STORED = "stored"
-    ENDED_ELSEWHERE = "ended_elsewhere"  # the message was no longer streaming
-    UNSAVED = "unsaved"  # the database could not be reached
+class LiveTurn:
+    """A turn running in this process: its events so far, for every stream that follows
+    it, and what its checkpoints save."""
 
+    def __init__(self, turn: NewTurn) -> None:
+        self.turn = turn
+        self._sequence = EventSequence()
+        self.events: list[ServerSentEvent] = [self._sequence.start(StartData.of(turn))]
+        self.parts: list[str] = []
+        self.delta_ends: list[int] = []  # where each delta ends in the text
+        self.finished = False
+        self.cancel_requested = False
+        self.followed_until = 0.0
+        self.checkpoint_lock = asyncio.Lock()
+        self._changed = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
 
-@dataclass(frozen=True, slots=True)
-class _Delta:
-    text: str
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
 
+    @property
+    def followed(self) -> bool:
+        return time.monotonic() < self.followed_until
 
-@dataclass(frozen=True, slots=True)
-class _End:
-    outcome: TurnOutcome
-    settled: Settled
+    def add_delta(self, text: str) -> None:
+        self.parts.append(text)
+        self.delta_ends.append((self.delta_ends[-1] if self.delta_ends else 0) + len(text))
+        self._publish(self._sequence.delta(text))
+
+    def finish(self, terminal: ErrorData | DoneData) -> None:
+        if self.finished:
+            return
+        event = (
+            self._sequence.done(terminal)
+            if isinstance(terminal, DoneData)
+            else self._sequence.error(terminal)
+        )
+        self.finished = True
+        self._publish(event)
+
+    def _publish(self, event: ServerSentEvent) -> None:
+        self.events.append(event)
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def wait_changed(self, timeout_s: float) -> bool:
+        """Until the next event (True), or the timeout (False)."""
+        changed = self._changed
+        try:
+            await asyncio.wait_for(changed.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    async def wait_finished(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while not self.finished:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            await self.wait_changed(left)
+        return True
 
 
 class TurnRunner:
@@ -68,87 +127,69 @@ class TurnRunner:
         self._engine = engine
         self._model = model
         self._on_settled = on_settled
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._live: dict[uuid.UUID, LiveTurn] = {}
+        self._background: set[asyncio.Task[None]] = set()
 
     @property
     def active(self) -> int:
-        return len(self._tasks)
+        return len(self._live)
 
-    async def stream(self, turn: NewTurn) -> AsyncIterator[ServerSentEvent]:
-        events = EventSequence()
-        yield events.start(
-            StartData(
-                conversation_id=turn.conversation_id,
-                user_message_id=turn.user_message_id,
-                assistant_message_id=turn.assistant_message_id,
-                request_id=turn.request_id,
-                trace_id=turn.trace_id,
-            )
-        )
-        queue: asyncio.Queue[_Delta | _End] = asyncio.Queue()
-        task = asyncio.create_task(self._drive(turn, queue), name=f"turn-{turn.turn_id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        metrics.ACTIVE_STREAMS.inc()
-        started = time.perf_counter()
-        first_delta = True
-        try:
-            while True:
-                item = await queue.get()
-                if isinstance(item, _Delta):
-                    if first_delta:
-                        metrics.FIRST_TOKEN.observe(time.perf_counter() - started)
-                        first_delta = False
-                    yield events.delta(item.text)
-                    continue
-                outcome = item.outcome
-                if item.settled is Settled.UNSAVED:
-                    yield events.error(UNSAVED)
-                elif item.settled is Settled.ENDED_ELSEWHERE:
-                    yield events.error(ENDED_ELSEWHERE)
-                elif outcome.status == "complete":
-                    yield events.done(
-                        DoneData(
-                            assistant_message_id=turn.assistant_message_id,
-                            finish_reason="length" if outcome.finish_reason == "length" else "stop",
-                            usage=outcome.usage,
-                        )
-                    )
-                else:
-                    yield events.error(
-                        ErrorData(
-                            code=outcome.error_code or "internal_error",
-                            message=outcome.error_message or "the reply failed",
-                            retryable=bool(outcome.error_retryable),
-                        )
-                    )
-                return
-        finally:
-            metrics.ACTIVE_STREAMS.dec()
-            # The client went away (or the server is stopping): stop the model; the
-            # driver settles the message as incomplete.
-            if not task.done():
-                task.cancel()
+    def start(self, turn: NewTurn) -> LiveTurn:
+        """Start driving the model for a begun turn; its start event is ready at once."""
+        live = LiveTurn(turn)
+        self._live[turn.assistant_message_id] = live
+        live.task = asyncio.create_task(self._drive(live), name=f"turn-{turn.turn_id}")
+        return live
 
-    async def _drive(self, turn: NewTurn, out: asyncio.Queue[_Delta | _End]) -> None:
-        parts: list[str] = []
+    def get(self, message_id: uuid.UUID) -> LiveTurn | None:
+        """The running turn whose reply is ``message_id``, if it runs in this process."""
+        return self._live.get(message_id)
+
+    def cancel(self, message_id: uuid.UUID) -> bool:
+        """End a running turn early (its message becomes incomplete, its streams end
+        with ``cancelled``); False when it does not run here."""
+        live = self._live.get(message_id)
+        if live is None or live.finished or live.task is None:
+            return False
+        live.cancel_requested = True
+        live.task.cancel()
+        return True
+
+    def follow_requested(self, message_id: uuid.UUID) -> None:
+        """Another replica streams this turn: save and announce its progress often."""
+        live = self._live.get(message_id)
+        if live is None or live.finished:
+            return
+        live.followed_until = time.monotonic() + FOLLOWED_FOR_S
+        task = asyncio.create_task(self._checkpoint(live))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _drive(self, live: LiveTurn) -> None:
+        turn = live.turn
         outcome: TurnOutcome | None = None
+        started = time.perf_counter()
         last_checkpoint = time.monotonic()
         try:
             async with aclosing(self._model.stream(turn.history)) as chunks:
                 async for chunk in chunks:
                     if chunk.text:
-                        parts.append(chunk.text)
-                        out.put_nowait(_Delta(chunk.text))
+                        if not live.parts:
+                            metrics.FIRST_TOKEN.observe(time.perf_counter() - started)
+                        live.add_delta(chunk.text)
                     if chunk.finish_reason is not None:
                         outcome = TurnOutcome(
                             status="complete",
-                            content="".join(parts),
+                            content=live.text,
+                            delta_ends=list(live.delta_ends),
                             finish_reason=chunk.finish_reason,
                             usage=chunk.usage,
                         )
-                    if time.monotonic() - last_checkpoint >= CHECKPOINT_INTERVAL_S:
-                        await self._checkpoint(turn, "".join(parts))
+                    interval = (
+                        FOLLOWED_CHECKPOINT_INTERVAL_S if live.followed else CHECKPOINT_INTERVAL_S
+                    )
+                    if time.monotonic() - last_checkpoint >= interval:
+                        await self._checkpoint(live)
                         last_checkpoint = time.monotonic()
             if outcome is None:
                 raise ChatError(
@@ -164,115 +205,142 @@ class TurnRunner:
                 code=exc.code,
                 conversation_id=str(turn.conversation_id),
             )
-            outcome = TurnOutcome(
-                status="failed",
-                content="".join(parts),
-                error_code=exc.code,
-                error_message=exc.message,
-                error_retryable=exc.retryable,
+            outcome = self._ended(
+                live,
+                "failed",
+                ErrorData(code=exc.code, message=exc.message, retryable=exc.retryable),
             )
         except asyncio.CancelledError:
             current = asyncio.current_task()
             if current is not None:
                 current.uncancel()
-            outcome = TurnOutcome(
-                status="incomplete",
-                content="".join(parts),
-                error_code=INCOMPLETE.code,
-                error_message=INCOMPLETE.message,
-                error_retryable=INCOMPLETE.retryable,
-            )
+            # Cancelled by its owner, or cut short by a shutdown past the drain timeout.
+            reason = CANCELLED if live.cancel_requested else INCOMPLETE
+            outcome = self._ended(live, "incomplete", reason)
             log.info(
-                "turn.client_gone",
+                "turn.cut_short",
+                reason=reason.code,
                 conversation_id=str(turn.conversation_id),
                 chars=len(outcome.content),
             )
         except Exception:
             log.exception("turn.failed", conversation_id=str(turn.conversation_id))
-            outcome = TurnOutcome(
-                status="failed",
-                content="".join(parts),
-                error_code="internal_error",
-                error_message="the reply failed",
-                error_retryable=True,
+            outcome = self._ended(
+                live,
+                "failed",
+                ErrorData(code="internal_error", message="the reply failed", retryable=True),
             )
-        # Shielded: a second cancellation must not lose the final state.
-        settled = await asyncio.shield(self._settle(turn, outcome))
-        metrics.TURNS.labels(outcome.status if settled is Settled.STORED else settled.value).inc()
-        out.put_nowait(_End(outcome, settled))
-
-    async def _checkpoint(self, turn: NewTurn, text: str) -> None:
         try:
-            await checkpoint_turn(self._engine, turn, text)
-        except Exception as exc:  # a missed checkpoint only costs durability of partial text
-            log.warning("turn.checkpoint_failed", error=type(exc).__name__)
+            # Shielded: a second cancellation (a shutdown) must not lose the final state.
+            live.finish(await asyncio.shield(self._settle(live, outcome)))
+        finally:
+            live.finish(INCOMPLETE)  # only if settling itself was cut short
+            del self._live[turn.assistant_message_id]
 
-    async def _settle(self, turn: NewTurn, outcome: TurnOutcome) -> Settled:
+    @staticmethod
+    def _ended(live: LiveTurn, status: str, error: ErrorData) -> TurnOutcome:
+        return TurnOutcome(
+            status=status,
+            content=live.text,
+            delta_ends=list(live.delta_ends),
+            error_code=error.code,
+            error_message=error.message,
+            error_retryable=error.retryable,
+        )
+
+    async def _checkpoint(self, live: LiveTurn) -> None:
+        # One at a time per turn, so an older snapshot never overwrites a newer one.
+        async with live.checkpoint_lock:
+            if live.finished:
+                return
+            try:
+                await checkpoint_turn(
+                    self._engine,
+                    live.turn,
+                    live.text,
+                    list(live.delta_ends),
+                    announce=live.followed,
+                )
+            except Exception as exc:  # a missed checkpoint only costs durability of partial text
+                log.warning("turn.checkpoint_failed", error=type(exc).__name__)
+
+    async def _settle(self, live: LiveTurn, outcome: TurnOutcome) -> ErrorData | DoneData:
+        """Store the outcome; the terminal event its streams end with."""
+        turn = live.turn
         headers: dict[str, str] = {}
         propagate.inject(headers)
-        for attempt in range(3):
+        deadline = time.monotonic() + SETTLE_BUDGET_S
+        attempt = 0
+        while True:
             try:
-                stored = await settle_turn(self._engine, turn, outcome, headers)
+                stored = await settle_turn(
+                    self._engine,
+                    turn.user_id,
+                    turn,
+                    outcome,
+                    trace_headers=headers,
+                    announce=live.followed,
+                )
+                break
             except Exception as exc:
+                attempt += 1
                 log.warning(
                     "turn.settle_failed",
-                    attempt=attempt + 1,
+                    attempt=attempt,
                     error=type(exc).__name__,
                     conversation_id=str(turn.conversation_id),
                 )
-                await asyncio.sleep(0.2 * (attempt + 1))
-                continue
-            if not stored:
-                return Settled.ENDED_ELSEWHERE
+                if time.monotonic() >= deadline:
+                    # The sweeper settles it later, once the database is back.
+                    metrics.TURNS.labels("unsaved").inc()
+                    return UNSAVED
+                await asyncio.sleep(min(0.2 * 2**attempt, 2.0))
+        if stored:
             self._on_settled()
-            return Settled.STORED
-        return Settled.UNSAVED
+            label = "cancelled" if outcome.error_code == CANCELLED.code else outcome.status
+            metrics.TURNS.labels(label).inc()
+            if outcome.status == "complete":
+                return DoneData(
+                    assistant_message_id=turn.assistant_message_id,
+                    finish_reason="length" if outcome.finish_reason == "length" else "stop",
+                    usage=outcome.usage,
+                )
+            return ErrorData(
+                code=outcome.error_code or INCOMPLETE.code,
+                message=outcome.error_message or INCOMPLETE.message,
+                retryable=bool(outcome.error_retryable),
+            )
+        return await self._settled_elsewhere(live)
+
+    async def _settled_elsewhere(self, live: LiveTurn) -> ErrorData:
+        """The turn was settled before its own settle (a cancel that reached the database
+        first, the sweeper) or its conversation was deleted: end as stored."""
+        turn = live.turn
+        try:
+            stored = await load_turn(
+                self._engine, turn.user_id, turn.conversation_id, turn.assistant_message_id
+            )
+        except Exception:
+            stored = None
+        if stored is None or not stored.settled or stored.status == "complete":
+            metrics.TURNS.labels("ended_elsewhere").inc()
+            return ENDED_ELSEWHERE
+        metrics.TURNS.labels(
+            "cancelled" if stored.error_code == CANCELLED.code else stored.status
+        ).inc()
+        return ErrorData(
+            code=stored.error_code or INCOMPLETE.code,
+            message=stored.error_message or INCOMPLETE.message,
+            retryable=bool(stored.error_retryable),
+        )
 
     async def drain(self, timeout_s: float) -> None:
         """On shutdown: let running turns finish, then cut the rest short (settled incomplete)."""
-        if not self._tasks:
+        tasks = {live.task for live in self._live.values() if live.task is not None}
+        if not tasks:
             return
-        _, pending = await asyncio.wait(set(self._tasks), timeout=timeout_s)
+        _, pending = await asyncio.wait(tasks, timeout=timeout_s)
         for task in pending:
             task.cancel()
         if pending:
             await asyncio.wait(pending, timeout=5.0)
-
-
-def replay(turn: RecordedTurn) -> list[ServerSentEvent]:
-    """The recorded outcome of an earlier request, as a stream of the same form."""
-    events = EventSequence()
-    out = [
-        events.start(
-            StartData(
-                conversation_id=turn.conversation_id,
-                user_message_id=turn.user_message_id,
-                assistant_message_id=turn.assistant_message_id,
-                request_id=turn.request_id,
-                trace_id=turn.trace_id,
-            )
-        )
-    ]
-    if turn.content:
-        out.append(events.delta(turn.content))
-    if turn.status == "complete":
-        out.append(
-            events.done(
-                DoneData(
-                    assistant_message_id=turn.assistant_message_id,
-                    finish_reason="length" if turn.finish_reason == "length" else "stop",
-                    usage=turn.usage,
-                )
-            )
-        )
-    else:
-        out.append(
-            events.error(
-                ErrorData(
-                    code=turn.error_code or INCOMPLETE.code,
-                    message=turn.error_message or INCOMPLETE.message,
-                    retryable=turn.error_retryable if turn.error_retryable is not None else True,
-                )
-            )
-        )
-    return out

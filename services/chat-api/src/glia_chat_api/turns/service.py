@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from glia_chat_api.llm import ChatTurnMessage
+from glia_chat_api.turns.signals import TURNS_CHANNEL, signal_payload
 from glia_chat_api.turns.store import RecordedTurn, TurnStore
 from glia_common.db import user_connection
 
@@ -103,6 +104,7 @@ async def begin_turn(
 class TurnOutcome:
     status: str  # complete | failed | incomplete
     content: str
+    delta_ends: list[int] = field(default_factory=list)
     finish_reason: str | None = None
     usage: dict[str, Any] | None = None
     error_code: str | None = None
@@ -110,17 +112,38 @@ class TurnOutcome:
     error_retryable: bool | None = None
 
 
+class TurnRef(Protocol):
+    """What names a turn in the store (a NewTurn, or a RecordedTurn)."""
+
+    @property
+    def turn_id(self) -> uuid.UUID: ...
+    @property
+    def conversation_id(self) -> uuid.UUID: ...
+    @property
+    def assistant_message_id(self) -> uuid.UUID: ...
+    @property
+    def request_id(self) -> str: ...
+
+
 async def settle_turn(
-    engine: AsyncEngine, turn: NewTurn, outcome: TurnOutcome, trace_headers: dict[str, str]
+    engine: AsyncEngine,
+    user_id: str,
+    turn: TurnRef,
+    outcome: TurnOutcome,
+    *,
+    trace_headers: dict[str, str],
+    announce: bool,
 ) -> bool:
     """Store the assistant message's final state and, in the same transaction, request
-    extraction through the outbox. False when the turn had already been settled."""
-    async with user_connection(engine, turn.user_id) as conn:
-        return await TurnStore(conn).settle(
+    extraction through the outbox (and, when the turn is followed from another replica,
+    announce it). False when the turn had already been settled."""
+    async with user_connection(engine, user_id) as conn:
+        store = TurnStore(conn)
+        settled = await store.settle(
             turn_id=turn.turn_id,
             message_id=turn.assistant_message_id,
             conversation_id=turn.conversation_id,
-            user_id=turn.user_id,
+            user_id=user_id,
             content=outcome.content,
             status=outcome.status,
             finish_reason=outcome.finish_reason,
@@ -130,11 +153,33 @@ async def settle_turn(
             error_retryable=outcome.error_retryable,
             request_id=turn.request_id,
             trace_headers=trace_headers,
+            delta_ends=outcome.delta_ends,
         )
+        if settled and announce:
+            await store.notify(TURNS_CHANNEL, signal_payload("progress", turn.assistant_message_id))
+        return settled
 
 
-async def checkpoint_turn(engine: AsyncEngine, turn: NewTurn, content: str) -> None:
-    """Save the streamed text so far; also the heartbeat that keeps a live turn from
-    being swept."""
+async def checkpoint_turn(
+    engine: AsyncEngine,
+    turn: NewTurn,
+    content: str,
+    delta_ends: list[int],
+    *,
+    announce: bool,
+) -> None:
+    """Save the streamed text so far and where its deltas end; also the heartbeat that
+    keeps a live turn from being swept."""
     async with user_connection(engine, turn.user_id) as conn:
-        await TurnStore(conn).checkpoint(turn.assistant_message_id, content)
+        store = TurnStore(conn)
+        await store.checkpoint(turn.turn_id, turn.assistant_message_id, content, delta_ends)
+        if announce:
+            await store.notify(TURNS_CHANNEL, signal_payload("progress", turn.assistant_message_id))
+
+
+async def load_turn(
+    engine: AsyncEngine, user_id: str, conversation_id: uuid.UUID, message_id: uuid.UUID
+) -> RecordedTurn | None:
+    """The turn whose reply is ``message_id`` in this user's conversation, as stored."""
+    async with user_connection(engine, user_id) as conn:
+        return await TurnStore(conn).by_message(conversation_id, message_id)

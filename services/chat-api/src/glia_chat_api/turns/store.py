@@ -53,7 +53,7 @@ WITH settled AS (
 ), turn AS (
     UPDATE turns
        SET finish_reason = $4, usage = $5::jsonb, error_code = $6, error_message = $7,
-           error_retryable = $8, finished_at = clock_timestamp()
+           error_retryable = $8, delta_ends = $15, finished_at = clock_timestamp()
      WHERE id = $9 AND EXISTS (SELECT 1 FROM settled)
 ), conversation AS (
     UPDATE conversations SET updated_at = clock_timestamp()
@@ -65,18 +65,26 @@ RETURNING id
 """
 
 
-# What a settled turn replays (an Idempotency-Key repeat): its ids, outcome and text.
+# A turn as stored (its ids, its text so far, where each delta ends, and its outcome once
+# settled): what a repeated request replays and a resumed stream follows.
 RECORDED = """
-SELECT t.conversation_id, t.user_message_id, t.assistant_message_id, t.request_hash,
-       t.request_id, t.trace_id, t.finish_reason, t.usage, t.error_code, t.error_message,
-       t.error_retryable, m.status, m.content
+SELECT t.id AS turn_id, t.conversation_id, t.user_message_id, t.assistant_message_id,
+       t.request_hash, t.request_id, t.trace_id, t.finish_reason, t.usage, t.error_code,
+       t.error_message, t.error_retryable, t.delta_ends, m.status, m.content
   FROM turns t JOIN messages m ON m.id = t.assistant_message_id
- WHERE t.idempotency_key = $1
 """
+RECORDED_BY_KEY = RECORDED + " WHERE t.idempotency_key = $1"
+RECORDED_BY_MESSAGE = RECORDED + " WHERE t.assistant_message_id = $1 AND t.conversation_id = $2"
 
+# The text so far and where its deltas end, while the message is still streaming; it
+# also marks the turn alive for the stale-turn sweeper.
 CHECKPOINT = """
-UPDATE messages SET content = $1, updated_at = clock_timestamp()
- WHERE id = $2 AND status = 'streaming'
+WITH message AS (
+    UPDATE messages SET content = $1, updated_at = clock_timestamp()
+     WHERE id = $2 AND status = 'streaming'
+    RETURNING id
+)
+UPDATE turns SET delta_ends = $3 WHERE id = $4 AND EXISTS (SELECT 1 FROM message)
 """
 
 
@@ -90,8 +98,9 @@ class BegunTurn:
 
 @dataclass(frozen=True, slots=True)
 class RecordedTurn:
-    """A turn as stored: what a repeated request replays."""
+    """A turn as stored: what a repeated request replays and a resumed stream follows."""
 
+    turn_id: uuid.UUID
     conversation_id: uuid.UUID
     user_message_id: uuid.UUID
     assistant_message_id: uuid.UUID
@@ -105,6 +114,11 @@ class RecordedTurn:
     error_code: str | None
     error_message: str | None
     error_retryable: bool | None
+    delta_ends: list[int]
+
+    @property
+    def settled(self) -> bool:
+        return self.status != "streaming"
 
 
 class TurnStore:
@@ -165,6 +179,7 @@ class TurnStore:
         error_retryable: bool | None,
         request_id: str,
         trace_headers: dict[str, str],
+        delta_ends: list[int],
     ) -> bool:
         """End the turn and request extraction; False when it was already settled."""
         payload = ExtractionRequested.now(conversation_id, user_id, request_id)
@@ -184,18 +199,35 @@ class TurnStore:
             EXTRACTION_ROUTING_KEY,
             payload.model_dump_json(),
             json.dumps(trace_headers),
+            delta_ends,
         )
         return outbox_id is not None
 
-    async def checkpoint(self, message_id: uuid.UUID, content: str) -> None:
-        await self.conn.execute(CHECKPOINT, content, message_id)
+    async def checkpoint(
+        self, turn_id: uuid.UUID, message_id: uuid.UUID, content: str, delta_ends: list[int]
+    ) -> None:
+        await self.conn.execute(CHECKPOINT, content, message_id, delta_ends, turn_id)
+
+    async def notify(self, channel: str, payload: str) -> None:
+        """A notification sent when this transaction commits."""
+        await self.conn.execute("SELECT pg_notify($1, $2)", channel, payload)
 
     async def by_idempotency_key(self, key: str) -> RecordedTurn | None:
         # user_id is implied by row-level security; the unique index is (user_id, key).
-        row = await self.conn.fetchrow(RECORDED, key)
-        if row is None:
-            return None
-        values = dict(row)
-        if isinstance(values["usage"], str):
-            values["usage"] = json.loads(values["usage"])
-        return RecordedTurn(**values)
+        return _recorded(await self.conn.fetchrow(RECORDED_BY_KEY, key))
+
+    async def by_message(
+        self, conversation_id: uuid.UUID, message_id: uuid.UUID
+    ) -> RecordedTurn | None:
+        """The turn whose reply is ``message_id``, if it is in this visible conversation."""
+        return _recorded(await self.conn.fetchrow(RECORDED_BY_MESSAGE, message_id, conversation_id))
+
+
+def _recorded(row: asyncpg.Record | None) -> RecordedTurn | None:
+    if row is None:
+        return None
+    values = dict(row)
+    if isinstance(values["usage"], str):
+        values["usage"] = json.loads(values["usage"])
+    values["delta_ends"] = list(values["delta_ends"])
+    return RecordedTurn(**values)
