@@ -79,9 +79,7 @@ async def test_a_finished_turn_replays_with_the_original_ids(
         assert shape(tail.events) == shape([last])
 
 
-async def test_bad_resume_requests(
-    chat_llm: httpx.AsyncClient, mint: Any, user: str
-) -> None:
+async def test_bad_resume_requests(chat_llm: httpx.AsyncClient, mint: Any, user: str) -> None:
     token = mint(user)
     cid = await new_conversation(chat_llm, token)
     original = await post_message(chat_llm, cid, "hello", token)
