@@ -204,6 +204,10 @@ def service_env(infra: Infra, jwt_secret: str, **extra: str) -> dict[str, str]:
             "GLIA_DATABASE_ADMIN_URL": infra.server_admin_url,
             "GLIA_AMQP_URL": infra.amqp_url,
             "GLIA_JWT_SECRET": jwt_secret,
+            # The bench measures capacity, not abuse limits: they are still checked on
+            # every turn (their cost is in the figures), but never reached.
+            "GLIA_TURNS_CONCURRENT_PER_USER": "100000",
+            "GLIA_TURNS_PER_MINUTE_PER_USER": "100000000",
             "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
             **extra,
         }

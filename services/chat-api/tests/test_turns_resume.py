@@ -295,3 +295,21 @@ async def test_concurrent_resumes_all_see_the_whole_turn(
     for stream in streams:
         assert stream.names()[0] == "start" and stream.names()[-1] == "done"
         assert stream.text() == DEFAULT_CHAT_REPLY
+
+
+async def test_a_stream_ends_with_its_token_and_resumes_with_a_fresh_one(
+    chat_llm: httpx.AsyncClient, llm: Any, mint: Any, user: str
+) -> None:
+    llm.configure(target="chat", mode="slow", chunk_delay_s=0.25)
+    short = mint(user, 2)
+    cid = await new_conversation(chat_llm, short)
+    first = await post_message(chat_llm, cid, "a long answer, please", short)
+    terminal = first.events[-1]
+    assert terminal.event == "error" and terminal.data["code"] == "stream_expired"
+    assert terminal.data["retryable"] is True
+    # It repeats the last event's id: resuming from it loses nothing.
+    assert terminal.id == first.events[-2].id
+    mid = first.first("start").data["assistant_message_id"]
+    rest = await resume(chat_llm, cid, mid, mint(user), terminal.id)
+    assert rest.names()[-1] == "done"
+    assert first.text() + rest.text() == DEFAULT_CHAT_REPLY

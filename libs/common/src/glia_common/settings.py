@@ -40,6 +40,10 @@ class ServiceSettings(DatabaseSettings):
     http_host: str = "127.0.0.1"
     # None means "the service's own default port" (8000, 8001, 8002).
     http_port: int | None = Field(default=None, ge=1, le=65535)
+    # Larger request bodies are refused (413) before they are read. The default fits
+    # the longest valid message (32,000 characters) in any JSON encoding: 12 bytes per
+    # character when escaped as a surrogate pair, plus room for the envelope.
+    http_max_body_bytes: int = Field(default=32_000 * 12 + 4096, ge=1024)
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
 
@@ -67,6 +71,18 @@ class LlmSettings(GliaSettings):
     @property
     def llm_configured(self) -> bool:
         return self.llm_api_key is not None and bool(self.llm_api_key.get_secret_value())
+
+
+class StreamSettings(GliaSettings):
+    """Server-Sent Event streams (turns, card events)."""
+
+    # Idle streams get a comment this often, so proxies and ingresses keep them open.
+    sse_heartbeat_s: float = Field(default=10.0, gt=0, le=300)
+    # The reconnection delay EventSource clients are told (the SSE ``retry:`` field).
+    sse_retry_ms: int = Field(default=2000, ge=0, le=600_000)
+    # A stream ends by this age, or its token's expiry if sooner, telling the client to
+    # reconnect.
+    sse_max_lifetime_s: float = Field(default=3600.0, gt=0)
 
 
 class MigrateSettings(DatabaseSettings):

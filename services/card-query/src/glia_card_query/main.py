@@ -37,7 +37,11 @@ def create_app(settings: CardQuerySettings | None = None) -> FastAPI:
         app.state.database = database
         app.state.token_verifier = TokenVerifier(settings)
         app.state.broker = broker
-        app.state.card_events = CardEventHub(driver_database_url(settings.database_url))
+        app.state.card_events = CardEventHub(
+            driver_database_url(settings.database_url),
+            lambda user_id, cid: cards.read_freshness(database, user_id, cid),
+            max_per_user=settings.card_subscriptions_per_user,
+        )
         app.state.card_events.start()
         log.info("card_query.started")
         try:
@@ -53,6 +57,7 @@ def create_app(settings: CardQuerySettings | None = None) -> FastAPI:
         description="Cards derived from conversations (summary, facts, tasks, decisions, "
         "questions) and their freshness.",
         lifespan=lifespan,
+        settings=settings,
         routers=[cards.router],
         connect_broker_for_readiness=True,
     )

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from glia_common.settings import AuthSettings, ServiceSettings
+from pydantic import Field
+
+from glia_common.settings import AuthSettings, ServiceSettings, StreamSettings
 
 
-class CardQuerySettings(ServiceSettings, AuthSettings):
-    pass
+class CardQuerySettings(ServiceSettings, AuthSettings, StreamSettings):
+    # Open card event streams per user, in each process.
+    card_subscriptions_per_user: int = Field(default=5, ge=1)

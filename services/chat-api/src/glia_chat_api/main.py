@@ -95,6 +95,7 @@ def create_app(settings: ChatApiSettings | None = None) -> FastAPI:
         description="Authenticated conversations with an assistant, streamed over "
         "Server-Sent Events.",
         lifespan=lifespan,
+        settings=settings,
         routers=[conversations.router, turns.router],
     )
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from glia_common.settings import AuthSettings, LlmSettings, ServiceSettings
+from glia_common.settings import AuthSettings, LlmSettings, ServiceSettings, StreamSettings
 
 
-class ChatApiSettings(ServiceSettings, AuthSettings, LlmSettings):
+class ChatApiSettings(ServiceSettings, AuthSettings, LlmSettings, StreamSettings):
     chat_model: str = "gpt-4o-mini"
     # How many of the latest messages the chat model sees.
     chat_history_messages: int = Field(default=40, ge=1)
@@ -19,7 +19,6 @@ class ChatApiSettings(ServiceSettings, AuthSettings, LlmSettings):
     # A turn whose stream has not checkpointed for this long is abandoned (incomplete).
     turn_stale_after_s: float = Field(default=120.0, gt=0)
 
-    # Idle SSE streams get a comment this often, so proxies and ingresses keep them open.
-    sse_heartbeat_s: float = Field(default=10.0, gt=0, le=300)
-    # The reconnection delay EventSource clients are told (the SSE ``retry:`` field).
-    sse_retry_ms: int = Field(default=2000, ge=0, le=600_000)
+    # Per-user abuse limits, shared by every replica (counted in the database).
+    turns_concurrent_per_user: int = Field(default=3, ge=1)
+    turns_per_minute_per_user: int = Field(default=60, ge=1)

@@ -99,6 +99,7 @@ def create_app(settings: ExtractorSettings | None = None) -> FastAPI:
         title="Glia extractor",
         description="Extraction worker: health, readiness and metrics.",
         lifespan=lifespan,
+        settings=settings,
     )
 
 

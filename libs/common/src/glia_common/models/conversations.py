@@ -129,4 +129,6 @@ class Turn(Base):
         ),
         Index("ix_turns_assistant_message_id", "assistant_message_id"),
         Index("ix_turns_conversation_id", "conversation_id"),
+        # A user's turns of the last minute (the per-user rate limit).
+        Index("ix_turns_user_created", "user_id", "created_at"),
     )

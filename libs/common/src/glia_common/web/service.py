@@ -15,6 +15,7 @@ from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from sqlalchemy import text
 
 from glia_common.settings import ServiceSettings
+from glia_common.web.body_limit import BodyLimitMiddleware
 from glia_common.web.health import health_router
 from glia_common.web.metrics import install_metrics
 from glia_common.web.problems import (
@@ -51,6 +52,7 @@ def build_service_app(
     title: str,
     description: str,
     lifespan: Any,
+    settings: ServiceSettings,
     routers: Sequence[APIRouter] = (),
     connect_broker_for_readiness: bool = False,
 ) -> FastAPI:
@@ -83,6 +85,8 @@ def build_service_app(
         app, excluded_urls="healthz,readyz,metrics", exclude_spans=["receive", "send"]
     )
     install_metrics(app)
+    # Outermost: request ids on every answer, then the size limit before anything reads.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.http_max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     return app
 

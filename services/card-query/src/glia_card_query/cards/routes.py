@@ -8,16 +8,20 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+import asyncpg
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel
 
-from glia_card_query.cards.events import CardEventHub
+from glia_card_query.cards.events import CardEventHub, TooManySubscriptions
 from glia_card_query.cards.schemas import CardKindName, CardOut, CardPage, FreshnessOut
 from glia_card_query.cards.store import CardReads, Freshness, StaleCursor, read_transaction
+from glia_card_query.settings import CardQuerySettings
 from glia_common.db.paging import InvalidCursor
+from glia_common.web.limits import rate_limited
 from glia_common.web.problems import PROBLEM_RESPONSES, ProblemError, not_found
 from glia_common.web.security import CurrentPrincipal
+from glia_common.web.streams import ExpiryReason, end_by, stream_deadline
 
 router = APIRouter(prefix="/v1/cards", tags=["cards"], responses=PROBLEM_RESPONSES)
 
@@ -110,56 +114,86 @@ class CardsUpdated(BaseModel):
     extraction: FreshnessOut
 
 
-HEARTBEAT_S = 10.0
+class StreamExpired(BaseModel):
+    reason: ExpiryReason
 
 
-async def _owned_freshness(
-    request: Request, user_id: str, conversation_id: uuid.UUID
+async def read_freshness(
+    database: asyncpg.Pool, user_id: str, conversation_id: uuid.UUID
 ) -> FreshnessOut | None:
-    async with read_transaction(request.app.state.database, user_id) as reads:
+    """The conversation's freshness as its owner sees it; None when it is not visible."""
+    async with read_transaction(database, user_id) as reads:
         fresh = await reads.freshness(conversation_id)
     return None if fresh is None else _freshness_out(fresh)
 
 
-async def _events_target(
+async def _subscription(
     request: Request, principal: CurrentPrincipal, conversation_id: uuid.UUID
-) -> tuple[str, uuid.UUID]:
-    """Checked before the stream starts, so a foreign or missing conversation is a plain 404."""
-    if await _owned_freshness(request, principal.user_id, conversation_id) is None:
+) -> AsyncIterator[tuple[uuid.UUID, asyncio.Queue[object]]]:
+    """Checked and taken before the stream starts, so a foreign or missing conversation is
+    a plain 404 and one subscription too many a plain 429; held until the stream ends."""
+    settings: CardQuerySettings = request.app.state.settings
+    hub: CardEventHub = request.app.state.card_events
+    if await read_freshness(request.app.state.database, principal.user_id, conversation_id) is None:
         raise not_found("conversation")
-    return principal.user_id, conversation_id
+    try:
+        with hub.subscribe(principal.user_id, conversation_id) as updates:
+            yield conversation_id, updates
+    except TooManySubscriptions as exc:
+        raise rate_limited(
+            "card_subscriptions",
+            settings.sse_retry_ms / 1000,
+            f"at most {settings.card_subscriptions_per_user} card event streams at once",
+        ) from exc
 
 
 @router.get(
     "/events",
     response_class=EventSourceResponse,
     summary="Live updates: a `cards.updated` event whenever the conversation's cards are replaced",
+    responses={
+        429: PROBLEM_RESPONSES[422] | {"description": "Too many card event streams at once"}
+    },
 )
 async def card_events(
-    request: Request, target: Annotated[tuple[str, uuid.UUID], Depends(_events_target)]
+    request: Request,
+    principal: CurrentPrincipal,
+    subscription: Annotated[tuple[uuid.UUID, asyncio.Queue[object]], Depends(_subscription)],
 ) -> AsyncIterator[ServerSentEvent]:
-    user_id, conversation_id = target
-    hub: CardEventHub = request.app.state.card_events
+    settings: CardQuerySettings = request.app.state.settings
+    deadline, reason = stream_deadline(principal, settings.sse_max_lifetime_s)
+
+    def expired() -> ServerSentEvent:
+        # Not resumable: the client reconnects (with a fresh token) and reads the cards.
+        return ServerSentEvent(
+            event="reconnect", raw_data=StreamExpired(reason=reason).model_dump_json()
+        )
+
+    async for event in end_by(_updates(*subscription, settings), deadline, expired):
+        yield event
+
+
+async def _updates(
+    conversation_id: uuid.UUID, updates: asyncio.Queue[object], settings: CardQuerySettings
+) -> AsyncIterator[ServerSentEvent]:
+    yield ServerSentEvent(comment="subscribed", retry=settings.sse_retry_ms)
     next_id = 0
-    with hub.subscribe(conversation_id) as updates:
-        yield ServerSentEvent(comment="subscribed")
-        while True:
-            try:
-                await asyncio.wait_for(updates.get(), HEARTBEAT_S)
-            except TimeoutError:
-                yield ServerSentEvent(comment="ping")
-                continue
-            freshness = await _owned_freshness(request, user_id, conversation_id)
-            if freshness is None:  # the conversation was deleted
-                return
-            yield ServerSentEvent(
-                event="cards.updated",
-                id=str(next_id),
-                raw_data=CardsUpdated(
-                    conversation_id=conversation_id, extraction=freshness
-                ).model_dump_json(),
-            )
-            next_id += 1
+    while True:
+        try:
+            freshness = await asyncio.wait_for(updates.get(), settings.sse_heartbeat_s)
+        except TimeoutError:
+            yield ServerSentEvent(comment="ping")
+            continue
+        if not isinstance(freshness, FreshnessOut):  # GONE: the conversation was deleted
+            return
+        yield ServerSentEvent(
+            event="cards.updated",
+            id=str(next_id),
+            raw_data=CardsUpdated(
+                conversation_id=conversation_id, extraction=freshness
+            ).model_dump_json(),
+        )
+        next_id += 1
 
 
 @router.get("/{card_id}", response_model=CardOut, responses=NOT_MODIFIED)

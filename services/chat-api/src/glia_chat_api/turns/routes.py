@@ -25,6 +25,8 @@ from glia_chat_api.turns.service import (
     IdempotencyKeyReused,
     NewTurn,
     TurnInProgress,
+    TurnLimitReached,
+    TurnLimits,
     TurnOutcome,
     begin_turn,
     load_turn,
@@ -32,7 +34,8 @@ from glia_chat_api.turns.service import (
 )
 from glia_chat_api.turns.sse import CANCELLED, stored_events
 from glia_chat_api.turns.store import RecordedTurn
-from glia_chat_api.turns.streams import follow_live, follow_stored, with_retry_hint
+from glia_chat_api.turns.streams import follow_live, follow_stored, respond
+from glia_common.web.limits import rate_limited
 from glia_common.web.problems import PROBLEM_RESPONSES, ProblemError, not_found
 from glia_common.web.request_id import current_request_id
 from glia_common.web.security import CurrentPrincipal
@@ -83,6 +86,10 @@ async def _start_turn(
             request_id=current_request_id(),
             trace_id=_current_trace_id(),
             history_limit=settings.chat_history_messages,
+            limits=TurnLimits(
+                concurrent=settings.turns_concurrent_per_user,
+                per_minute=settings.turns_per_minute_per_user,
+            ),
         )
     except ConversationNotFound as exc:
         raise not_found("conversation") from exc
@@ -92,6 +99,8 @@ async def _start_turn(
             "this Idempotency-Key was used with a different request",
             code="idempotency_key_reused",
         ) from exc
+    except TurnLimitReached as exc:
+        raise rate_limited(exc.limit, exc.retry_after_s, exc.detail) from exc
     except TurnInProgress as exc:
         raise ProblemError(
             409,
@@ -107,10 +116,14 @@ async def _start_turn(
     responses={
         **PROBLEM_RESPONSES,
         409: PROBLEM_RESPONSES[422] | {"description": "The same Idempotency-Key is still running"},
+        413: PROBLEM_RESPONSES[422] | {"description": "The request body is too large"},
+        429: PROBLEM_RESPONSES[422]
+        | {"description": "Too many turns running, or begun in the last minute"},
     },
 )
 async def post_message(
     turn: Annotated[NewTurn | RecordedTurn, Depends(_start_turn)],
+    principal: CurrentPrincipal,
     runner: RunnerDep,
     settings: SettingsDep,
 ) -> AsyncIterator[ServerSentEvent]:
@@ -118,7 +131,7 @@ async def post_message(
         events = _replay(stored_events(turn))
     else:
         events = follow_live(runner.start(turn), -1, settings.sse_heartbeat_s)
-    async for event in with_retry_hint(events, settings.sse_retry_ms):
+    async for event in respond(events, after=-1, principal=principal, settings=settings):
         yield event
 
 
@@ -183,6 +196,7 @@ async def _last_event_id(
 async def turn_events(
     target: Annotated[_TurnTarget, Depends(_owned_turn)],
     after: Annotated[int, Depends(_last_event_id)],
+    principal: CurrentPrincipal,
     engine: EngineDep,
     runner: RunnerDep,
     signals: SignalsDep,
@@ -204,7 +218,7 @@ async def turn_events(
         events = follow_stored(
             load, signals, turn.assistant_message_id, after, settings.sse_heartbeat_s
         )
-    async for event in with_retry_hint(events, settings.sse_retry_ms):
+    async for event in respond(events, after=after, principal=principal, settings=settings):
         yield event
 
 

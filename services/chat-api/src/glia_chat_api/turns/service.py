@@ -32,6 +32,27 @@ class IdempotencyKeyReused(Exception):
     """The Idempotency-Key was used before with a different request."""
 
 
+class TurnLimitReached(Exception):
+    """The user has too many turns running, or began too many in the last minute."""
+
+    def __init__(self, limit: str, retry_after_s: float, detail: str) -> None:
+        super().__init__(detail)
+        self.limit = limit
+        self.retry_after_s = retry_after_s
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class TurnLimits:
+    concurrent: int  # replies streaming at once, per user
+    per_minute: int  # turns begun per minute, per user
+
+
+RATE_WINDOW_S = 60.0
+# A user at the concurrency limit may try again once one of the turns has ended: soon.
+CONCURRENCY_RETRY_S = 2.0
+
+
 @dataclass(frozen=True, slots=True)
 class NewTurn:
     user_id: str
@@ -58,9 +79,11 @@ async def begin_turn(
     request_id: str,
     trace_id: str,
     history_limit: int,
+    limits: TurnLimits,
 ) -> NewTurn | RecordedTurn:
     """Commit the user message and an empty streaming assistant message, or find the
-    recorded turn of a repeated request; one transaction either way."""
+    recorded turn of a repeated request; one transaction either way. A repeat is never
+    limited; a new turn is, per user, across every replica."""
     fingerprint = request_hash(conversation_id, content)
     try:
         async with user_connection(engine, user_id) as conn:
@@ -73,6 +96,19 @@ async def begin_turn(
                     if earlier.status == "streaming":
                         raise TurnInProgress
                     return earlier
+            usage = await store.usage(user_id, RATE_WINDOW_S)
+            if usage.streaming >= limits.concurrent:
+                raise TurnLimitReached(
+                    "turns_concurrent",
+                    CONCURRENCY_RETRY_S,
+                    f"at most {limits.concurrent} replies may stream at once; wait for one to end",
+                )
+            if usage.recent >= limits.per_minute:
+                raise TurnLimitReached(
+                    "turns_per_minute",
+                    usage.window_frees_in_s,
+                    f"at most {limits.per_minute} messages per minute",
+                )
             begun = await store.begin(
                 conversation_id=conversation_id,
                 user_id=user_id,

@@ -14,6 +14,21 @@ import asyncpg
 
 from glia_common.messaging import EXTRACTION_ROUTING_KEY, ExtractionRequested
 
+# A user's turns begin one at a time (every replica): the usage read after this lock
+# counts every turn begun before it.
+LOCK_USER_TURNS = "SELECT pg_advisory_xact_lock(hashtextextended('glia.turns:' || $1, 0))"
+
+# What the per-user limits count: replies streaming now, and turns begun in the window
+# (with when the oldest of those leaves it).
+USAGE = """
+SELECT (SELECT count(*) FROM messages WHERE user_id = $1 AND status = 'streaming') AS streaming,
+       count(*) AS recent,
+       extract(epoch FROM min(created_at) + make_interval(secs => $2) - clock_timestamp())
+           AS window_frees_in_s
+  FROM turns
+ WHERE user_id = $1 AND created_at > clock_timestamp() - make_interval(secs => $2)
+"""
+
 # The start of a turn in one statement, if the conversation is visible: its update time,
 # the user's message (complete) and an empty streaming reply, in that order, and the
 # turn. It also reads the history the model sees, which (same snapshot) does not yet
@@ -89,6 +104,13 @@ UPDATE turns SET delta_ends = $3 WHERE id = $4 AND EXISTS (SELECT 1 FROM message
 
 
 @dataclass(frozen=True, slots=True)
+class TurnUsage:
+    streaming: int  # the user's replies streaming now
+    recent: int  # the user's turns begun in the window
+    window_frees_in_s: float  # until the oldest of those leaves the window
+
+
+@dataclass(frozen=True, slots=True)
 class BegunTurn:
     turn_id: uuid.UUID
     user_message_id: uuid.UUID
@@ -126,6 +148,17 @@ class TurnStore:
 
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
+
+    async def usage(self, user_id: str, window_s: float) -> TurnUsage:
+        """Locks the user's turn starts until the transaction ends, then counts."""
+        await self.conn.execute(LOCK_USER_TURNS, user_id)
+        row = await self.conn.fetchrow(USAGE, user_id, window_s)
+        assert row is not None
+        return TurnUsage(
+            streaming=row["streaming"],
+            recent=row["recent"],
+            window_frees_in_s=float(row["window_frees_in_s"] or 0.0),
+        )
 
     async def begin(
         self,

@@ -21,8 +21,11 @@ from fastapi.sse import ServerSentEvent
 from glia_chat_api import metrics
 from glia_chat_api.turns.runner import LiveTurn
 from glia_chat_api.turns.signals import TurnSignals
-from glia_chat_api.turns.sse import ENDED_ELSEWHERE, EventSequence, stored_events
+from glia_chat_api.turns.sse import ENDED_ELSEWHERE, ErrorData, EventSequence, stored_events
 from glia_chat_api.turns.store import RecordedTurn
+from glia_common.auth import Principal
+from glia_common.settings import StreamSettings
+from glia_common.web.streams import end_by, stream_deadline
 
 HEARTBEAT = ServerSentEvent(comment="ping")
 # How often a stream following a turn of another replica re-reads it without a signal,
@@ -35,18 +38,40 @@ def _is_terminal(event: ServerSentEvent) -> bool:
     return event.event in ("done", "error")
 
 
-async def with_retry_hint(
-    events: AsyncIterator[ServerSentEvent], retry_ms: int
+async def respond(
+    events: AsyncIterator[ServerSentEvent],
+    *,
+    after: int,
+    principal: Principal,
+    settings: StreamSettings,
 ) -> AsyncIterator[ServerSentEvent]:
-    """The stream, its first event carrying the reconnection delay for EventSource clients;
-    counted in the open-streams gauge while it lasts."""
+    """A turn stream as sent: its first event carries the reconnection delay for
+    EventSource clients, and it ends by its token's expiry or the maximum lifetime with
+    an ``error`` ``stream_expired`` (retryable). That event repeats the id of the last
+    event sent, so a client resuming from it misses nothing. Counted in the open-streams
+    gauge while it lasts."""
+    deadline, reason = stream_deadline(principal, settings.sse_max_lifetime_s)
+    last_id = after
+
+    def expired() -> ServerSentEvent:
+        error = ErrorData(
+            code="stream_expired",
+            message=f"the stream ended ({reason}); resume it with Last-Event-ID",
+            retryable=True,
+        )
+        return ServerSentEvent(
+            event="error", id=str(max(last_id, 0)), raw_data=error.model_dump_json()
+        )
+
     metrics.ACTIVE_STREAMS.inc()
     try:
         first = True
-        async for event in events:
+        async for event in end_by(events, deadline, expired):
             if first and event.comment is None:
-                event = event.model_copy(update={"retry": retry_ms})
+                event = event.model_copy(update={"retry": settings.sse_retry_ms})
                 first = False
+            if event.id is not None:
+                last_id = int(event.id)
             yield event
     finally:
         metrics.ACTIVE_STREAMS.dec()
