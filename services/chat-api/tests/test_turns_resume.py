@@ -313,3 +313,66 @@ async def test_a_stream_ends_with_its_token_and_resumes_with_a_fresh_one(
     rest = await resume(chat_llm, cid, mid, mint(user), terminal.id)
     assert rest.names()[-1] == "done"
     assert first.text() + rest.text() == DEFAULT_CHAT_REPLY
+
+
+async def test_a_cancel_after_the_reply_ended_keeps_it_complete(
+    chat_llm: httpx.AsyncClient,
+    mint: Any,
+    user: str,
+    admin_db: asyncpg.Connection,
+    monkeypatch: Any,
+) -> None:
+    """The model finished while the cancel arrived: the reply is saved complete, its stream
+    ends with done, and the cancel answers with the state it found."""
+    from glia_chat_api.turns import runner
+
+    real_settle = runner.settle_turn
+    settling = asyncio.Event()
+
+    async def slow_settle(*args: Any, **kwargs: Any) -> bool:
+        settling.set()
+        await asyncio.sleep(0.5)
+        return await real_settle(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "settle_turn", slow_settle)
+    token = mint(user)
+    cid = await new_conversation(chat_llm, token)
+    turn = asyncio.create_task(post_message(chat_llm, cid, "quick one", token))
+    await asyncio.wait_for(settling.wait(), 10)
+    mid = await admin_db.fetchval(
+        "SELECT id FROM messages WHERE conversation_id = $1 AND role = 'assistant'",
+        uuid.UUID(cid),
+    )
+    r = await chat_llm.post(f"/v1/conversations/{cid}/messages/{mid}/cancel", headers=auth(token))
+    assert r.status_code == 202 and r.json()["status"] == "complete"
+    stream = await turn
+    assert stream.names()[-1] == "done"
+    assert (await stored(admin_db, str(mid)))["status"] == "complete"
+
+
+async def test_a_resume_that_cannot_read_the_database_ends_with_an_error(
+    start_chat: Any, llm: Any, mint: Any, user: str, infra: Any, monkeypatch: Any
+) -> None:
+    from glia_chat_api.turns import streams
+    from glia_fakes.tcp_proxy import FaultProxy
+
+    monkeypatch.setattr(streams, "READ_BUDGET_S", 1.0)
+    overrides = {"llm_base_url": llm.base_url, "llm_api_key": "k", "llm_timeout_s": 5.0}
+    a = await start_chat(**overrides)
+    async with FaultProxy("127.0.0.1", 5432) as proxy:
+        b = await start_chat(**overrides, database_url=proxy.url_for(infra.app_url))
+        llm.configure(target="chat", mode="slow", chunk_delay_s=0.2)
+        token = mint(user)
+        cid = await new_conversation(a, token)
+        mid, _ = await read_until_deltas(a, cid, token, 1)
+        events: list[Event] = []
+        async with b.stream(
+            "GET", f"/v1/conversations/{cid}/messages/{mid}/events", headers=auth(token)
+        ) as response:
+            async for event in iter_events(response):
+                events.append(event)
+                if len(events) == 2:
+                    await proxy.cut()
+    assert events[-1].event == "error" and events[-1].data["code"] == "storage_unavailable"
+    assert events[-1].data["retryable"] is True
+    assert events[-1].id == events[-2].id, "it repeats the last id: a resume loses nothing"

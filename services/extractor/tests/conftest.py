@@ -29,7 +29,7 @@ MakeService = Callable[..., ExtractionService]
 @pytest.fixture
 def make_service(db: Any, settings_factory: Any, llm: FakeLLM) -> MakeService:
     def make(
-        *, with_llm: bool = True, engine: Any = None, timeout_s: float = 2.0
+        *, with_llm: bool = True, engine: Any = None, timeout_s: float = 2.0, window: int = 40
     ) -> ExtractionService:
         extractor = None
         if with_llm:
@@ -40,7 +40,7 @@ def make_service(db: Any, settings_factory: Any, llm: FakeLLM) -> MakeService:
                 llm_max_retries=0,
             )
             extractor = LlmExtractor(build_openai_client(s), "test-model", "fake")
-        return ExtractionService(engine or db, extractor, lock_timeout_s=30)
+        return ExtractionService(engine or db, extractor, lock_timeout_s=30, window_messages=window)
 
     return make
 

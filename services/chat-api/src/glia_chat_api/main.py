@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from glia_chat_api.conversations import routes as conversations
 from glia_chat_api.llm import ChatModel, LocalResponder, OpenAIChat
+from glia_chat_api.llm.budget import HistoryBudget
 from glia_chat_api.outbox.relay import OutboxRelay
 from glia_chat_api.settings import ChatApiSettings
 from glia_chat_api.turns import routes as turns
@@ -37,7 +38,10 @@ def build_chat_model(settings: ChatApiSettings) -> ChatModel:
     if not settings.llm_configured:
         return LocalResponder()
     return OpenAIChat(
-        build_openai_client(settings), settings.chat_model, provider_name(settings.llm_base_url)
+        build_openai_client(settings),
+        settings.chat_model,
+        provider_name(settings.llm_base_url),
+        max_tokens=settings.chat_max_tokens,
     )
 
 
@@ -66,7 +70,9 @@ def create_app(settings: ChatApiSettings | None = None) -> FastAPI:
         app.state.broker = broker
         app.state.relay = relay
         app.state.token_verifier = TokenVerifier(settings)
-        runner = TurnRunner(engine, model, on_settled=relay.wake)
+        runner = TurnRunner(
+            engine, model, HistoryBudget(settings.chat_history_tokens), on_settled=relay.wake
+        )
         signals = TurnSignals(
             driver_database_url(settings.database_url),
             on_follow=runner.follow_requested,

@@ -10,8 +10,12 @@ from glia_common.settings import AuthSettings, LlmSettings, ServiceSettings, Str
 
 class ChatApiSettings(ServiceSettings, AuthSettings, LlmSettings, StreamSettings):
     chat_model: str = "gpt-4o-mini"
-    # How many of the latest messages the chat model sees.
+    # The chat model sees at most this many of the latest messages, and only as many of
+    # those as fit in the token budget (the message being answered always goes).
     chat_history_messages: int = Field(default=40, ge=1)
+    chat_history_tokens: int = Field(default=8000, ge=100)
+    # The longest reply the model may write, in tokens (finish_reason "length" past it).
+    chat_max_tokens: int = Field(default=1024, ge=1)
 
     # Outbox relay.
     outbox_poll_interval_s: float = Field(default=1.0, gt=0)

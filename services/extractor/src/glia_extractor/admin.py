@@ -135,7 +135,7 @@ async def cmd_reextract(settings: ExtractorSettings, args: argparse.Namespace) -
     broker = build_broker(settings, logger=None)
     await broker.connect()
     try:
-        await declare_topology(broker)
+        await declare_topology(broker, operator=True)
         for cid, user_id in owners:
             await request_extraction(
                 broker, cid, user_id, f"admin-{uuid.uuid4().hex[:12]}", replay=True

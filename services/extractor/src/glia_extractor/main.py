@@ -50,7 +50,12 @@ def create_app(settings: ExtractorSettings | None = None) -> FastAPI:
         broker = build_broker(
             settings, graceful_timeout=run_budget_s, logger=None, apply_types=False
         )
-        service = ExtractionService(engine, build_llm(settings), lock_timeout_s=2 * run_budget_s)
+        service = ExtractionService(
+            engine,
+            build_llm(settings),
+            lock_timeout_s=2 * run_budget_s,
+            window_messages=settings.extraction_window_messages,
+        )
         register(broker, service, prefetch=settings.extractor_prefetch)
         reconciler = Reconciler(
             sessionmaker,
@@ -67,7 +72,7 @@ def create_app(settings: ExtractorSettings | None = None) -> FastAPI:
             while True:
                 try:
                     await broker.connect()
-                    await declare_topology(broker)
+                    await declare_topology(broker, operator=True)
                     await broker.start()
                     log.info("extractor.consuming", provider=service.provider, model=service.model)
                     return

@@ -16,12 +16,18 @@ from glia_common.messaging.contracts import EXTRACTION_ROUTING_KEY
 from glia_common.settings import ServiceSettings
 
 EXCHANGE_NAME = "glia"
+# Operator replays (glia-admin) arrive through an exchange of their own: only they may
+# re-run an extraction whose source already succeeded, and RabbitMQ permissions decide
+# who may publish here (not the chat API's user). See deploy/README.md.
+OPERATOR_EXCHANGE_NAME = "glia.operator"
+REPLAY_ROUTING_KEY = "extraction.replay"
 EXTRACTION_QUEUE_NAME = "glia.extraction"
 DEAD_LETTER_QUEUE_NAME = "glia.extraction.dlq"
 # Deliveries of one message before it is dead-lettered.
 DELIVERY_LIMIT = 5
 
 EXCHANGE = RabbitExchange(EXCHANGE_NAME, type=ExchangeType.TOPIC, durable=True)
+OPERATOR_EXCHANGE = RabbitExchange(OPERATOR_EXCHANGE_NAME, type=ExchangeType.TOPIC, durable=True)
 
 DEAD_LETTER_QUEUE = RabbitQueue(
     DEAD_LETTER_QUEUE_NAME,
@@ -55,8 +61,13 @@ def build_broker(settings: ServiceSettings, **kwargs: Any) -> RabbitBroker:
     )
 
 
-async def declare_topology(broker: RabbitBroker) -> None:
+async def declare_topology(broker: RabbitBroker, *, operator: bool = False) -> None:
+    """The exchange, the queue and the dead-letter queue; with ``operator``, also the
+    replay exchange and its binding (the extractor and glia-admin declare it)."""
     exchange = await broker.declare_exchange(EXCHANGE)
     await broker.declare_queue(DEAD_LETTER_QUEUE)
     queue = await broker.declare_queue(EXTRACTION_QUEUE)
     await queue.bind(exchange, routing_key=EXTRACTION_ROUTING_KEY)
+    if operator:
+        replays = await broker.declare_exchange(OPERATOR_EXCHANGE)
+        await queue.bind(replays, routing_key=REPLAY_ROUTING_KEY)

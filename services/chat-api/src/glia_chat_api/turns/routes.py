@@ -258,7 +258,10 @@ async def _cancel(
         return await load_turn(engine, user_id, turn.conversation_id, mid)
 
     live = runner.get(mid)
-    if live is not None and runner.cancel(mid):
+    if live is not None:
+        # Runs here. Once its outcome is decided the cancel comes too late: it settles
+        # as decided, and the answer reports it.
+        runner.cancel(mid)
         await live.wait_finished(CANCEL_GRACE_S + 5.0)
         return await reload() or turn
     # Another replica runs it, or ran it and died: ask, then settle it here if nobody did.

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from glia_chat_api import metrics
 from glia_chat_api.llm import ChatError, ChatModel
+from glia_chat_api.llm.budget import HistoryBudget
 from glia_chat_api.turns.service import (
     NewTurn,
     TurnOutcome,
@@ -63,6 +64,7 @@ class LiveTurn:
         self.parts: list[str] = []
         self.delta_ends: list[int] = []  # where each delta ends in the text
         self.finished = False
+        self.settling = False  # the outcome is decided: a cancel comes too late
         self.cancel_requested = False
         self.followed_until = 0.0
         self.checkpoint_lock = asyncio.Lock()
@@ -122,10 +124,12 @@ class TurnRunner:
         self,
         engine: AsyncEngine,
         model: ChatModel,
+        budget: HistoryBudget,
         on_settled: Callable[[], None] = lambda: None,
     ) -> None:
         self._engine = engine
         self._model = model
+        self._budget = budget
         self._on_settled = on_settled
         self._live: dict[uuid.UUID, LiveTurn] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -149,7 +153,7 @@ class TurnRunner:
         """End a running turn early (its message becomes incomplete, its streams end
         with ``cancelled``); False when it does not run here."""
         live = self._live.get(message_id)
-        if live is None or live.finished or live.task is None:
+        if live is None or live.settling or live.finished or live.task is None:
             return False
         live.cancel_requested = True
         live.task.cancel()
@@ -171,7 +175,8 @@ class TurnRunner:
         started = time.perf_counter()
         last_checkpoint = time.monotonic()
         try:
-            async with aclosing(self._model.stream(turn.history)) as chunks:
+            history = self._budget.trim(turn.history)
+            async with aclosing(self._model.stream(history)) as chunks:
                 async for chunk in chunks:
                     if chunk.text:
                         if not live.parts:
@@ -230,11 +235,21 @@ class TurnRunner:
                 "failed",
                 ErrorData(code="internal_error", message="the reply failed", retryable=True),
             )
+        live.settling = True
+        settle = asyncio.ensure_future(self._settle(live, outcome))
         try:
-            # Shielded: a second cancellation (a shutdown) must not lose the final state.
-            live.finish(await asyncio.shield(self._settle(live, outcome)))
+            while not settle.done():
+                try:
+                    # Shielded: a shutdown's cancel must not lose the final state, and the
+                    # streams end as stored (settling is bounded by SETTLE_BUDGET_S).
+                    await asyncio.shield(settle)
+                except asyncio.CancelledError:
+                    current = asyncio.current_task()
+                    if current is not None:
+                        current.uncancel()
+            live.finish(settle.result())
         finally:
-            live.finish(INCOMPLETE)  # only if settling itself was cut short
+            live.finish(INCOMPLETE)  # only if settling itself failed unexpectedly
             del self._live[turn.assistant_message_id]
 
     @staticmethod

@@ -117,6 +117,11 @@ CANCELLED = ErrorData(code="cancelled", message="the turn was cancelled", retrya
 UNSAVED = ErrorData(
     code="storage_unavailable", message="the reply could not be saved", retryable=True
 )
+UNREADABLE = ErrorData(
+    code="storage_unavailable",
+    message="the reply could not be read; resume it with Last-Event-ID",
+    retryable=True,
+)
 # The conversation was deleted while the turn ran: nothing was stored.
 ENDED_ELSEWHERE = ErrorData(
     code="turn_ended",

@@ -21,7 +21,13 @@ from fastapi.sse import ServerSentEvent
 from glia_chat_api import metrics
 from glia_chat_api.turns.runner import LiveTurn
 from glia_chat_api.turns.signals import TurnSignals
-from glia_chat_api.turns.sse import ENDED_ELSEWHERE, ErrorData, EventSequence, stored_events
+from glia_chat_api.turns.sse import (
+    ENDED_ELSEWHERE,
+    UNREADABLE,
+    ErrorData,
+    EventSequence,
+    stored_events,
+)
 from glia_chat_api.turns.store import RecordedTurn
 from glia_common.auth import Principal
 from glia_common.settings import StreamSettings
@@ -34,8 +40,18 @@ POLL_S = 0.5
 FOLLOW_RENEW_S = 5.0
 
 
+# How long a stream following a stored turn keeps reading through database trouble.
+READ_BUDGET_S = 10.0
+
+
 def _is_terminal(event: ServerSentEvent) -> bool:
     return event.event in ("done", "error")
+
+
+def interrupted(error: ErrorData, last_id: int) -> ServerSentEvent:
+    """The end of a stream cut short while its turn goes on (``retryable``). It repeats
+    the id of the last event sent, so a client resuming from it misses nothing."""
+    return ServerSentEvent(event="error", id=str(max(last_id, 0)), raw_data=error.model_dump_json())
 
 
 async def respond(
@@ -59,9 +75,7 @@ async def respond(
             message=f"the stream ended ({reason}); resume it with Last-Event-ID",
             retryable=True,
         )
-        return ServerSentEvent(
-            event="error", id=str(max(last_id, 0)), raw_data=error.model_dump_json()
-        )
+        return interrupted(error, last_id)
 
     metrics.ACTIVE_STREAMS.inc()
     try:
@@ -105,15 +119,21 @@ async def follow_stored(
     heartbeat_s: float,
 ) -> AsyncIterator[ServerSentEvent]:
     """A turn as stored: replayed once it has settled, followed while another replica
-    runs it."""
+    runs it. If the turn settled with fewer events than the client had seen (its replica
+    died before saving them), the terminal event keeps its own id, at or below the
+    client's Last-Event-ID: the text the client holds past it was not kept."""
     sent_up_to = after
     sent_terminal = False
     renew_at = 0.0
     quiet_since = time.monotonic()
     with signals.watch(message_id) as progressed:
         while True:
+            try:
+                turn = await _read(load)
+            except Exception:
+                yield interrupted(UNREADABLE, sent_up_to)
+                return
             now = time.monotonic()
-            turn = await load()
             if turn is not None and not turn.settled and now >= renew_at:
                 # Ask the owner to save and announce its progress often; re-read after it.
                 await signals.send("follow", message_id)
@@ -136,3 +156,17 @@ async def follow_stored(
             if time.monotonic() - quiet_since >= heartbeat_s:
                 quiet_since = time.monotonic()
                 yield HEARTBEAT
+
+
+async def _read(load: Callable[[], Awaitable[RecordedTurn | None]]) -> RecordedTurn | None:
+    """``load()``, retried through database trouble for up to READ_BUDGET_S."""
+    deadline = time.monotonic() + READ_BUDGET_S
+    attempt = 0
+    while True:
+        try:
+            return await load()
+        except Exception:
+            attempt += 1
+            if time.monotonic() >= deadline:
+                raise
+            await asyncio.sleep(min(0.1 * 2**attempt, 2.0))

@@ -86,6 +86,13 @@ WITH gone AS (
 SELECT pg_notify($13, $14)
 """
 
+# The conversation's current summary card, as context for a window of its latest messages.
+SUMMARY = """
+SELECT title || E'\n' || body FROM cards
+ WHERE conversation_id = $1 AND kind = 'summary'
+ ORDER BY position LIMIT 1
+"""
+
 FINISH = """
 UPDATE extraction_runs
    SET status = $2, finished_at = clock_timestamp(), latency_ms = $3, fallback_used = $4,
@@ -117,6 +124,10 @@ class ExtractionStore:
 
     async def complete_messages(self, conversation_id: uuid.UUID) -> list[asyncpg.Record]:
         return list(await self.conn.fetch(COMPLETE_MESSAGES, conversation_id))
+
+    async def summary(self, conversation_id: uuid.UUID) -> str | None:
+        text: str | None = await self.conn.fetchval(SUMMARY, conversation_id)
+        return text
 
     async def claim(
         self,

@@ -24,10 +24,12 @@ from opentelemetry import propagate, trace
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from glia_common.db import CONNECTION_ERRORS
 from glia_common.messaging import (
     DELIVERY_LIMIT,
     EXCHANGE,
     EXTRACTION_QUEUE,
+    OPERATOR_EXCHANGE_NAME,
     ExtractionRequested,
 )
 from glia_common.telemetry import get_logger
@@ -41,9 +43,8 @@ TRANSIENT_RETRY_BUDGET_S = 60.0
 
 
 def is_transient(exc: BaseException) -> bool:
-    if isinstance(
-        exc, OperationalError | InterfaceError | ConnectionError | OSError | TimeoutError
-    ):
+    """Database or broker trouble, worth trying again (on another connection)."""
+    if isinstance(exc, CONNECTION_ERRORS | OperationalError | InterfaceError | ConnectionError):
         return True
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
@@ -95,7 +96,8 @@ def register(broker: RabbitBroker, service: ExtractionService, *, prefetch: int)
             metrics.DEAD_LETTERED.labels("malformed").inc()
             await msg.reject(requeue=False)
             return
-        replay = bool(headers.get("x-glia-replay"))
+        # Only the operator exchange carries replays; a header anyone could set does not.
+        replay = getattr(msg.raw_message, "exchange", None) == OPERATOR_EXCHANGE_NAME
         job = ExtractionJob(request=request, trace_id=trace_id_of(headers), replay=replay)
         with structlog.contextvars.bound_contextvars(
             conversation_id=str(request.conversation_id),

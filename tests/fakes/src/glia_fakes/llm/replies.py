@@ -6,8 +6,11 @@ from __future__ import annotations
 import re
 from typing import Any, Final
 
-UUID_RE: Final = re.compile(
-    r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"
+# A message as an extraction prompt shows it: a line that starts "[<id>] <role>:".
+MESSAGE_ID_RE: Final = re.compile(
+    r"^\[([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})\]"
+    r" (?:user|assistant):",
+    re.MULTILINE,
 )
 
 
@@ -35,11 +38,12 @@ def messages_of(body: dict[str, Any]) -> list[Any]:
 def build_cards(body: dict[str, Any]) -> dict[str, Any]:
     """The default extraction answer, derived from the request so tests can predict it.
 
-    A ``summary`` card citing every UUID in the messages (deduplicated, in order),
-    plus a ``fact`` card citing the first one when there is any.
+    A ``summary`` card citing every message the prompt shows (lines that start
+    ``[<id>] <role>:``; deduplicated, in order), plus a ``fact`` card citing the first
+    one when there is any.
     """
     texts = [message_text(m) for m in messages_of(body)]
-    ids = list(dict.fromkeys(u.lower() for t in texts for u in UUID_RE.findall(t)))
+    ids = list(dict.fromkeys(u.lower() for t in texts for u in MESSAGE_ID_RE.findall(t)))
     user_texts = [
         message_text(m)
         for m in messages_of(body)
