@@ -47,6 +47,8 @@ def create_app(settings: ChatApiSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # First: auth settings that cannot work stop the process before anything opens.
+        app.state.token_verifier = TokenVerifier(settings)
         engine = create_engine(settings)
         sessionmaker = create_sessionmaker(engine)
         broker = build_broker(settings, logger=None)
@@ -65,7 +67,6 @@ def create_app(settings: ChatApiSettings | None = None) -> FastAPI:
         app.state.sessionmaker = sessionmaker
         app.state.broker = broker
         app.state.relay = relay
-        app.state.token_verifier = TokenVerifier(settings)
         runner = TurnRunner(engine, model, on_settled=relay.wake)
         signals = TurnSignals(
             driver_database_url(settings.database_url),
