@@ -25,6 +25,10 @@ class GliaSettings(BaseSettings):
         extra="ignore",
     )
 
+    # "production" turns configuration that is only fit for a laptop (a short token
+    # secret, a plain-http JWKS URL) into a start-up error.
+    environment: Literal["development", "production"] = "development"
+
 
 class DatabaseSettings(GliaSettings):
     database_url: str = "postgresql://glia_app:glia_app@127.0.0.1:5432/glia"
@@ -56,6 +60,12 @@ class AuthSettings(GliaSettings):
     jwt_audience: str = "glia"
     jwt_issuer: str | None = None
     jwt_jwks_cache_s: float = Field(default=300.0, gt=0)
+    # While the identity provider is unreachable, the last good key set serves this long
+    # past jwt_jwks_cache_s; a kid not in the set refetches at most once per min_refresh.
+    jwt_jwks_stale_s: float = Field(default=3600.0, ge=0)
+    jwt_jwks_min_refresh_s: float = Field(default=10.0, gt=0)
+    # A token may live at most this long (exp - iat, or exp - now without iat).
+    jwt_max_lifetime_s: int = Field(default=86_400, gt=0)
 
 
 class LlmSettings(GliaSettings):

@@ -29,13 +29,14 @@ def create_app(settings: CardQuerySettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # First: auth settings that cannot work stop the process before anything opens.
+        app.state.token_verifier = TokenVerifier(settings)
         # Every query here runs on the driver, so a plain driver pool: no ORM checkout
         # per request, and no pre-ping (a dead connection is found as its read begins).
         database = await create_driver_pool(settings)
         broker = build_broker(settings, logger=None)
         app.state.settings = settings
         app.state.database = database
-        app.state.token_verifier = TokenVerifier(settings)
         app.state.broker = broker
         app.state.card_events = CardEventHub(
             driver_database_url(settings.database_url),

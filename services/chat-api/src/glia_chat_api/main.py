@@ -51,6 +51,8 @@ def create_app(settings: ChatApiSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # First: auth settings that cannot work stop the process before anything opens.
+        app.state.token_verifier = TokenVerifier(settings)
         engine = create_engine(settings)
         sessionmaker = create_sessionmaker(engine)
         broker = build_broker(settings, logger=None)
@@ -69,7 +71,6 @@ def create_app(settings: ChatApiSettings | None = None) -> FastAPI:
         app.state.sessionmaker = sessionmaker
         app.state.broker = broker
         app.state.relay = relay
-        app.state.token_verifier = TokenVerifier(settings)
         runner = TurnRunner(
             engine, model, HistoryBudget(settings.chat_history_tokens), on_settled=relay.wake
         )
