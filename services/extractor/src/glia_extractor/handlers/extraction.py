@@ -44,7 +44,9 @@ TRANSIENT_RETRY_BUDGET_S = 60.0
 
 def is_transient(exc: BaseException) -> bool:
     """Database or broker trouble, worth trying again (on another connection)."""
-    if isinstance(exc, CONNECTION_ERRORS | OperationalError | InterfaceError | ConnectionError):
+    if isinstance(exc, CONNECTION_ERRORS):
+        return True
+    if isinstance(exc, OperationalError | InterfaceError | ConnectionError):
         return True
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
