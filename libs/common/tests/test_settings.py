@@ -62,3 +62,20 @@ def test_async_database_url_refuses_other_schemes() -> None:
 
 def test_with_database_swaps_only_the_name() -> None:
     assert with_database("postgresql://u:p@h:1/a?x=1", "b") == "postgresql://u:p@h:1/b?x=1"
+
+
+def test_default_passwords_are_refused_in_production(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("GLIA_DATABASE_URL", "GLIA_AMQP_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("GLIA_ENVIRONMENT", "production")
+    with pytest.raises(ValueError, match="GLIA_DATABASE_URL"):
+        ServiceSettings(_env_file=None)  # type: ignore[call-arg]
+    monkeypatch.setenv("GLIA_DATABASE_URL", "postgresql://glia_app:s3cret-app@db/glia")
+    with pytest.raises(ValueError, match="GLIA_AMQP_URL"):
+        ServiceSettings(_env_file=None)  # type: ignore[call-arg]
+    monkeypatch.setenv("GLIA_AMQP_URL", "amqp://glia-chat:s3cret-mq@mq:5672/glia")
+    assert ServiceSettings(_env_file=None).environment == "production"  # type: ignore[call-arg]
+    # In development the defaults are fine.
+    monkeypatch.setenv("GLIA_ENVIRONMENT", "development")
+    monkeypatch.delenv("GLIA_AMQP_URL")
+    assert ServiceSettings(_env_file=None).amqp_url.startswith("amqp://guest:guest@")  # type: ignore[call-arg]

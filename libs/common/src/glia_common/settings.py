@@ -7,10 +7,10 @@ name only what it uses; a variable means the same in every service and Helm char
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Self
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -26,8 +26,17 @@ class GliaSettings(BaseSettings):
     )
 
     # "production" turns configuration that is only fit for a laptop (a short token
-    # secret, a plain-http JWKS URL) into a start-up error.
+    # secret, a plain-http JWKS URL, the well-known default passwords) into a start-up
+    # error.
     environment: Literal["development", "production"] = "development"
+
+    def _refuse_in_production(self, url: str, known: set[str], what: str) -> None:
+        password = urlsplit(url).password
+        if self.environment == "production" and (password is None or password in known):
+            raise ValueError(
+                f"{what}: a password of its own is required with GLIA_ENVIRONMENT=production "
+                "(the default ones are for development only)"
+            )
 
 
 class DatabaseSettings(GliaSettings):
@@ -36,12 +45,23 @@ class DatabaseSettings(GliaSettings):
     database_pool_size: int = Field(default=20, ge=1)
     database_max_overflow: int = Field(default=10, ge=0)
 
+    @model_validator(mode="after")
+    def _own_database_password(self) -> Self:
+        self._refuse_in_production(self.database_url, {"glia_app"}, "GLIA_DATABASE_URL")
+        return self
+
 
 class ServiceSettings(DatabaseSettings):
     """What every long-running service process needs."""
 
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     http_host: str = "127.0.0.1"
+
+    @model_validator(mode="after")
+    def _own_broker_password(self) -> Self:
+        self._refuse_in_production(self.amqp_url, {"guest"}, "GLIA_AMQP_URL")
+        return self
+
     # None means "the service's own default port" (8000, 8001, 8002).
     http_port: int | None = Field(default=None, ge=1, le=65535)
     # Larger request bodies are refused (413) before they are read. The default fits
