@@ -26,6 +26,8 @@ def test_the_process_exits_with_the_reason(tmp_path: Path) -> None:
     env = {
         "PATH": os.environ.get("PATH", ""),
         "GLIA_ENVIRONMENT": "production",
+        "GLIA_DATABASE_URL": "postgresql://glia_app:own-password@127.0.0.1:5432/glia",
+        "GLIA_AMQP_URL": "amqp://glia:own-password@127.0.0.1:5672/",
         "GLIA_JWT_SECRET": "too-short",
         "GLIA_HTTP_PORT": "1",  # never reached: the lifespan fails first
         "GLIA_LOG_FORMAT": "console",

@@ -9,11 +9,19 @@ from glia_chat_api.settings import ChatApiSettings
 from glia_common.auth import AuthConfigError
 
 
+# Production also requires passwords of their own.
+PRODUCTION = {
+    "environment": "production",
+    "database_url": "postgresql://glia_app:own-password@127.0.0.1:5432/glia",
+    "amqp_url": "amqp://glia:own-password@127.0.0.1:5672/",
+}
+
+
 @pytest.mark.parametrize(
     ("overrides", "reason"),
     [
-        ({"environment": "production", "jwt_secret": "too-short"}, "32 bytes"),
-        ({"environment": "production", "jwt_jwks_url": "http://idp.example/jwks"}, "https"),
+        ({**PRODUCTION, "jwt_secret": "too-short"}, "32 bytes"),
+        ({**PRODUCTION, "jwt_jwks_url": "http://idp.example/jwks"}, "https"),
         ({"jwt_jwks_url": "https://idp.example/jwks"}, "GLIA_JWT_ISSUER"),
     ],
 )

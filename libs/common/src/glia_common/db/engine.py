@@ -8,6 +8,10 @@ from glia_common.settings import DatabaseSettings, async_database_url, driver_da
 
 # Keep the server from holding a transaction open forever if a client stalls.
 SERVER_SETTINGS = {"idle_in_transaction_session_timeout": "60000"}
+# And keep a client from waiting forever on a server that stopped answering (a peer gone
+# without a reset reaching us): no statement here takes this long. A statement that may
+# (the extractor's lock wait) passes its own timeout.
+COMMAND_TIMEOUT_S = 60.0
 
 
 def create_engine(
@@ -27,7 +31,7 @@ def create_engine(
         max_overflow=settings.database_max_overflow,
         pool_pre_ping=pre_ping,
         pool_recycle=1800,
-        connect_args={"server_settings": SERVER_SETTINGS},
+        connect_args={"server_settings": SERVER_SETTINGS, "command_timeout": COMMAND_TIMEOUT_S},
     )
 
 
@@ -48,4 +52,5 @@ async def create_driver_pool(settings: DatabaseSettings) -> asyncpg.Pool:
         max_size=settings.database_pool_size,
         max_inactive_connection_lifetime=300,
         server_settings=SERVER_SETTINGS,
+        command_timeout=COMMAND_TIMEOUT_S,
     )

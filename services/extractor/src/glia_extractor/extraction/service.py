@@ -126,7 +126,9 @@ class ExtractionService:
             await conn.execute(
                 f"BEGIN; SET LOCAL lock_timeout = {timeout_ms};"
                 f" SELECT pg_advisory_lock(hashtextextended('{_lock_key(conversation_id)}', 0));"
-                " COMMIT;"
+                " COMMIT;",
+                # The server ends the wait at lock_timeout; this bounds a dead server.
+                timeout=self._lock_timeout_s + 10,
             )
         except asyncpg.LockNotAvailableError:
             await conn.execute("ROLLBACK")
