@@ -8,7 +8,6 @@ from glia_chat_api.main import create_app
 from glia_chat_api.settings import ChatApiSettings
 from glia_common.auth import AuthConfigError
 
-
 # Production also requires passwords of their own.
 PRODUCTION = {
     "environment": "production",
