@@ -63,7 +63,10 @@ def create_app(settings: ChatApiSettings | None = None) -> FastAPI:
             poll_interval_s=settings.outbox_poll_interval_s,
         )
         sweeper = StaleTurnSweeper(
-            sessionmaker, stale_after_s=settings.turn_stale_after_s, on_settled=relay.wake
+            sessionmaker,
+            stale_after_s=settings.turn_stale_after_s,
+            interval_s=settings.turn_sweep_interval_s,
+            on_settled=relay.wake,
         )
         model = build_chat_model(settings)
         app.state.settings = settings
@@ -83,16 +86,21 @@ def create_app(settings: ChatApiSettings | None = None) -> FastAPI:
         app.state.turn_signals = signals
         signals.start()
         relay.start()
-        sweeping = asyncio.create_task(sweeper.run_forever(), name="stale-turn-sweeper")
+        background = [
+            asyncio.create_task(sweeper.run_forever(), name="stale-turn-sweeper"),
+            asyncio.create_task(runner.heartbeat_forever(), name="turn-heartbeats"),
+        ]
         log.info("chat_api.started", llm=model.provider, model=model.model)
         try:
             yield
         finally:
             await runner.drain(DRAIN_TIMEOUT_S)
             await signals.stop()
-            sweeping.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeping
+            for task in background:
+                task.cancel()
+            for task in background:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await relay.stop()
             await engine.dispose()
             shutdown_telemetry()

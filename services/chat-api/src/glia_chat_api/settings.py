@@ -20,8 +20,11 @@ class ChatApiSettings(ServiceSettings, AuthSettings, LlmSettings, StreamSettings
     # Outbox relay.
     outbox_poll_interval_s: float = Field(default=1.0, gt=0)
     outbox_batch_size: int = Field(default=100, ge=1, le=1000)
-    # A turn whose stream has not checkpointed for this long is abandoned (incomplete).
-    turn_stale_after_s: float = Field(default=120.0, gt=0)
+    # A turn whose process has not checkpointed it for this long (a live turn does every
+    # 5 s, even while the model is silent) died with it: it is settled incomplete. The
+    # sweeper looks this often.
+    turn_stale_after_s: float = Field(default=20.0, ge=10)
+    turn_sweep_interval_s: float = Field(default=5.0, gt=0)
 
     # Per-user abuse limits, shared by every replica (counted in the database).
     turns_concurrent_per_user: int = Field(default=3, ge=1)

@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from contextlib import aclosing
+from typing import Any
 
 from fastapi.sse import ServerSentEvent
 from opentelemetry import propagate
@@ -47,6 +48,9 @@ log = get_logger(__name__)
 # it much more often, so that stream lags the model by a fraction of a second.
 CHECKPOINT_INTERVAL_S = 2.0
 FOLLOWED_CHECKPOINT_INTERVAL_S = 0.1
+# A turn waiting on a silent model still checkpoints this often: the heartbeat that tells
+# the stale-turn sweeper its process is alive (GLIA_TURN_STALE_AFTER_S is a few of these).
+HEARTBEAT_S = 5.0
 # A follow request keeps a turn in the followed mode this long (followers renew it).
 FOLLOWED_FOR_S = 10.0
 # How long settling keeps trying through database trouble before the stream gives up.
@@ -68,6 +72,7 @@ class LiveTurn:
         self.cancel_requested = False
         self.followed_until = 0.0
         self.checkpoint_lock = asyncio.Lock()
+        self.checkpointed_at = time.monotonic()  # the begin counts as one
         self._changed = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
 
@@ -165,15 +170,26 @@ class TurnRunner:
         if live is None or live.finished:
             return
         live.followed_until = time.monotonic() + FOLLOWED_FOR_S
-        task = asyncio.create_task(self._checkpoint(live))
+        self._in_background(self._checkpoint(live))
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    async def heartbeat_forever(self) -> None:
+        """Checkpoint every turn the model has kept silent for HEARTBEAT_S."""
+        while True:
+            await asyncio.sleep(HEARTBEAT_S / 2)
+            quiet_since = time.monotonic() - HEARTBEAT_S
+            for live in list(self._live.values()):
+                if live.checkpointed_at < quiet_since and not live.checkpoint_lock.locked():
+                    self._in_background(self._checkpoint(live))
 
     async def _drive(self, live: LiveTurn) -> None:
         turn = live.turn
         outcome: TurnOutcome | None = None
         started = time.perf_counter()
-        last_checkpoint = time.monotonic()
         try:
             history = self._budget.trim(turn.history)
             async with aclosing(self._model.stream(history)) as chunks:
@@ -193,9 +209,8 @@ class TurnRunner:
                     interval = (
                         FOLLOWED_CHECKPOINT_INTERVAL_S if live.followed else CHECKPOINT_INTERVAL_S
                     )
-                    if time.monotonic() - last_checkpoint >= interval:
+                    if time.monotonic() - live.checkpointed_at >= interval:
                         await self._checkpoint(live)
-                        last_checkpoint = time.monotonic()
             if outcome is None:
                 raise ChatError(
                     "llm_bad_response",
@@ -266,8 +281,9 @@ class TurnRunner:
     async def _checkpoint(self, live: LiveTurn) -> None:
         # One at a time per turn, so an older snapshot never overwrites a newer one.
         async with live.checkpoint_lock:
-            if live.finished:
+            if live.finished or live.settling:
                 return
+            live.checkpointed_at = time.monotonic()
             try:
                 await checkpoint_turn(
                     self._engine,
