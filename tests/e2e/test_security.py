@@ -271,3 +271,81 @@ async def test_one_user_flooding_turns_and_streams_does_not_hold_back_another(
             ) as theirs:
                 assert theirs.status_code == 200
                 assert theirs.headers["content-type"].startswith("text/event-stream")
+
+
+async def test_in_jwks_mode_only_the_identity_providers_tokens_pass(
+    infra: Any, jwt_secret: str, tmp_path: Any
+) -> None:
+    """A card query process verifying tokens against a JWKS served over HTTP, with an HS256
+    secret still configured (a leftover): HS256 tokens, a wrong issuer, alg none and a
+    foreign key are all refused; the provider's token passes."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from glia_e2e.processes import Process, base_env, free_port
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    jwks = json.dumps({"keys": [{**public, "kid": "idp-1", "alg": "RS256", "use": "sig"}]})
+
+    class Jwks(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(jwks.encode())
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    idp = ThreadingHTTPServer(("127.0.0.1", 0), Jwks)
+    threading.Thread(target=idp.serve_forever, daemon=True).start()
+    port = free_port()
+    cards = Process(
+        "glia-card-query-jwks",
+        ["glia-card-query"],
+        base_env(
+            {
+                "GLIA_DATABASE_URL": infra.app_url,
+                "GLIA_AMQP_URL": infra.amqp_url,
+                "GLIA_HTTP_PORT": str(port),
+                "GLIA_JWT_JWKS_URL": f"http://127.0.0.1:{idp.server_port}/jwks",
+                "GLIA_JWT_ISSUER": "https://idp.example",
+                "GLIA_JWT_SECRET": jwt_secret,
+            }
+        ),
+        tmp_path / "cards-jwks.log",
+        port=port,
+    )
+    cards.start()
+    try:
+        now = int(time.time())
+        claims = {"sub": "alice", "aud": "glia", "iat": now, "exp": now + 600}
+        issued = {**claims, "iss": "https://idp.example"}
+        other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        refused = {
+            "HS256 with the leftover secret": jwt.encode(issued, jwt_secret, algorithm="HS256"),
+            "wrong issuer": jwt.encode(
+                {**claims, "iss": "https://evil.example"}, key, "RS256", headers={"kid": "idp-1"}
+            ),
+            "no issuer": jwt.encode(claims, key, "RS256", headers={"kid": "idp-1"}),
+            "another key": jwt.encode(issued, other_key, "RS256", headers={"kid": "idp-1"}),
+            "alg none": base64.urlsafe_b64encode(b'{"alg":"none","kid":"idp-1"}')
+            .rstrip(b"=")
+            .decode()
+            + "."
+            + forged(issued)
+            + ".",
+        }
+        async with httpx.AsyncClient(base_url=cards.url, timeout=30) as client:
+            for name, token in refused.items():
+                r = await client.get("/v1/cards", headers=bearer(token))
+                assert r.status_code == 401, name
+                assert r.headers["www-authenticate"] == "Bearer"
+            good = jwt.encode(issued, key, "RS256", headers={"kid": "idp-1"})
+            assert (await client.get("/v1/cards", headers=bearer(good))).status_code == 200
+    finally:
+        cards.stop()
+        idp.shutdown()
