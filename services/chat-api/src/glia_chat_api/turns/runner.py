@@ -326,22 +326,42 @@ class TurnRunner:
                     metrics.TURNS.labels("unsaved").inc()
                     return UNSAVED
                 await asyncio.sleep(min(0.2 * 2**attempt, 2.0))
-        if stored:
-            self._on_settled()
-            label = "cancelled" if outcome.error_code == CANCELLED.code else outcome.status
-            metrics.TURNS.labels(label).inc()
-            if outcome.status == "complete":
-                return DoneData(
-                    assistant_message_id=turn.assistant_message_id,
-                    finish_reason="length" if outcome.finish_reason == "length" else "stop",
-                    usage=outcome.usage,
-                )
-            return ErrorData(
-                code=outcome.error_code or INCOMPLETE.code,
-                message=outcome.error_message or INCOMPLETE.message,
-                retryable=bool(outcome.error_retryable),
+        if not stored:
+            stored = await self._stored_as(live, outcome)
+            if not stored:
+                return await self._settled_elsewhere(live)
+        self._on_settled()
+        label = "cancelled" if outcome.error_code == CANCELLED.code else outcome.status
+        metrics.TURNS.labels(label).inc()
+        if outcome.status == "complete":
+            return DoneData(
+                assistant_message_id=turn.assistant_message_id,
+                finish_reason="length" if outcome.finish_reason == "length" else "stop",
+                usage=outcome.usage,
             )
-        return await self._settled_elsewhere(live)
+        return ErrorData(
+            code=outcome.error_code or INCOMPLETE.code,
+            message=outcome.error_message or INCOMPLETE.message,
+            retryable=bool(outcome.error_retryable),
+        )
+
+    async def _stored_as(self, live: LiveTurn, outcome: TurnOutcome) -> bool:
+        """Whether the stored turn is this outcome: a settle whose commit went through
+        but whose answer was lost (the connection dropped) is retried, and the retry
+        finds the turn no longer streaming."""
+        turn = live.turn
+        try:
+            stored = await load_turn(
+                self._engine, turn.user_id, turn.conversation_id, turn.assistant_message_id
+            )
+        except Exception:
+            return False
+        return (
+            stored is not None
+            and stored.status == outcome.status
+            and stored.content == outcome.content
+            and stored.error_code == outcome.error_code
+        )
 
     async def _settled_elsewhere(self, live: LiveTurn) -> ErrorData:
         """The turn was settled before its own settle (a cancel that reached the database

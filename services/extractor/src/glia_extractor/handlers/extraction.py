@@ -131,17 +131,13 @@ async def _process(
                     continue
                 reason = "transient" if is_transient(exc) else "error"
                 log.exception("extraction.failed", reason=reason)
-                if delivery_count(headers) + 1 >= DELIVERY_LIMIT:
-                    metrics.DEAD_LETTERED.labels("delivery_limit").inc()
-                metrics.REDELIVERIES.labels(reason).inc()
-                await msg.nack(requeue=True)
+                await _requeue(msg, headers, reason)
                 return
     finally:
         metrics.IN_FLIGHT.dec()
 
     if outcome is Outcome.BUSY:
-        metrics.REDELIVERIES.labels("busy").inc()
-        await msg.nack(requeue=True)
+        await _requeue(msg, headers, "busy")
         return
     if outcome is Outcome.DUPLICATE:
         metrics.DUPLICATES.inc()
@@ -149,3 +145,22 @@ async def _process(
     elif outcome in (Outcome.NO_CONVERSATION, Outcome.NO_MESSAGES, Outcome.SUPERSEDED):
         log.info("extraction.nothing_to_do", outcome=outcome.value)
     await msg.ack()
+
+
+async def _requeue(msg: RabbitMessage, headers: dict[str, Any], reason: str) -> None:
+    """Back to the queue for another attempt, said in a log line: every requeue costs one
+    of the message's deliveries (the quorum queue's delivery limit), so each is
+    accounted for, with the request's ids bound to the line."""
+    deliveries = delivery_count(headers) + 1
+    last = deliveries >= DELIVERY_LIMIT
+    log.warning(
+        "extraction.requeued",
+        reason=reason,
+        deliveries=deliveries,
+        dead_lettered=last,
+        message_id=msg.message_id,
+    )
+    if last:
+        metrics.DEAD_LETTERED.labels("delivery_limit").inc()
+    metrics.REDELIVERIES.labels(reason).inc()
+    await msg.nack(requeue=True)
