@@ -31,7 +31,7 @@ e2e: setup
 lint: setup
 	$(VENV)/ruff check .
 	$(VENV)/ruff format --check .
-	$(VENV)/mypy libs/common/src services/chat-api/src services/extractor/src services/card-query/src
+	$(VENV)/mypy libs/common/src services/chat-api/src services/extractor/src services/card-query/src clients/cli/src
 
 bench: setup ## performance benchmark against bare baselines (QUICK=1: under two minutes); not part of `make test`
 	$(VENV)/python -m bench.run $(if $(QUICK),--quick) $(BENCH_ARGS)
