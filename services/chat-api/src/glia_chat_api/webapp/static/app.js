@@ -13,6 +13,7 @@ const state = {
   nextCursor: null,
   conversation: null, // {id, title} of the open conversation, or null for a new one
   turn: null, // {controller, conversationId, messageId} while a reply streams
+  opening: null, // the promise of a conversation being loaded
   cardsWatch: null, // AbortController of the card events stream
 };
 
@@ -171,6 +172,17 @@ function startNewConversation() {
 }
 
 async function openConversation(id) {
+  // A message sent while the conversation loads waits for it (see send).
+  const opening = loadConversation(id);
+  state.opening = opening;
+  try {
+    return await opening;
+  } finally {
+    if (state.opening === opening) state.opening = null;
+  }
+}
+
+async function loadConversation(id) {
   stopFollowing();
   stopWatchingCards();
   let conversation;
@@ -197,7 +209,7 @@ async function openConversation(id) {
   if (last?.role === "assistant" && last.status === "streaming") {
     const item = list.lastElementChild;
     item.querySelector(".text").textContent = "";
-    await follow({ conversationId: conversation.id, messageId: last.id, item });
+    follow({ conversationId: conversation.id, messageId: last.id, item });
   }
 }
 
@@ -295,7 +307,13 @@ async function follow({ conversationId, content = null, messageId = null, item }
 }
 
 async function send(content) {
-  if (state.turn) return;
+  if (state.opening) await state.opening;
+  if (state.turn) {
+    // The conversation just opened has a reply still being written: keep the text.
+    $("message").value = content;
+    announce("Wait for the reply to finish, or stop it, before sending.");
+    return;
+  }
   if (!state.conversation) {
     const title = content.split("\n")[0].slice(0, 80);
     try {
