@@ -7,6 +7,7 @@ import asyncio
 import json
 import signal
 import stat
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -116,8 +117,8 @@ async def test_a_dropped_connection_mid_turn_is_resumed_without_repeating_text(
 ) -> None:
     await sys_.llm_control.aconfigure(target="chat", **SLOW_TURN)
     async with FaultProxy("127.0.0.1", sys_.chat.port) as proxy:
-        cli.chat_url = f"http://127.0.0.1:{proxy.port}"
-        process = await cli.start("chat", "-m", "Tell me the whole plan.", "--json")
+        through_proxy = replace(cli, chat_url=f"http://127.0.0.1:{proxy.port}")
+        process = await through_proxy.start("chat", "-m", "Tell me the whole plan.", "--json")
         events = [await read_json_line(process)]
         while sum(e["event"] == "delta" for e in events) < 3:
             events.append(await read_json_line(process))

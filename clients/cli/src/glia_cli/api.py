@@ -104,8 +104,23 @@ class GliaClient:
     def create_conversation(self, title: str | None = None) -> dict[str, Any]:
         return self._json(self.chat.post("/v1/conversations", json={"title": title}))
 
-    def get_conversation(self, conversation_id: str) -> dict[str, Any]:
-        return self._json(self.chat.get(f"/v1/conversations/{conversation_id}"))
+    def get_conversation(
+        self, conversation_id: str, limit: int = 1000, cursor: str | None = None
+    ) -> dict[str, Any]:
+        """The conversation with one page of its messages (``next_cursor``: more)."""
+        params: dict[str, Any] = {"limit": limit}
+        if cursor:
+            params["cursor"] = cursor
+        return self._json(self.chat.get(f"/v1/conversations/{conversation_id}", params=params))
+
+    def read_conversation(self, conversation_id: str) -> dict[str, Any]:
+        """The conversation with all of its messages, following the pages."""
+        conversation = self.get_conversation(conversation_id)
+        while conversation.get("next_cursor"):
+            page = self.get_conversation(conversation_id, cursor=conversation["next_cursor"])
+            conversation["messages"].extend(page["messages"])
+            conversation["next_cursor"] = page.get("next_cursor")
+        return conversation
 
     # -- turns
 

@@ -194,7 +194,7 @@ def show(
 ) -> None:
     """One conversation with its messages."""
     with _session(ctx).client() as client:
-        conversation = client.get_conversation(conversation_id)
+        conversation = client.read_conversation(conversation_id)
     if as_json:
         render.print_json(conversation)
         return
@@ -285,7 +285,7 @@ def chat(
     with _session(ctx).client() as client:
         conversation: dict[str, Any] | None = None
         if conversation_id is not None:
-            conversation = client.get_conversation(conversation_id)
+            conversation = client.read_conversation(conversation_id)
 
         def ensure_conversation(first_message: str) -> str:
             nonlocal conversation

@@ -68,8 +68,17 @@ export class Api {
     return this.json(`${this.chatBase}/v1/conversations`, { method: "POST", body: { title } });
   }
 
-  getConversation(id) {
-    return this.json(`${this.chatBase}/v1/conversations/${encodeURIComponent(id)}`);
+  // The conversation with all of its messages (they come in pages).
+  async getConversation(id) {
+    const url = `${this.chatBase}/v1/conversations/${encodeURIComponent(id)}`;
+    const conversation = await this.json(`${url}?limit=1000`);
+    while (conversation.next_cursor) {
+      const query = new URLSearchParams({ limit: "1000", cursor: conversation.next_cursor });
+      const page = await this.json(`${url}?${query}`);
+      conversation.messages.push(...page.messages);
+      conversation.next_cursor = page.next_cursor;
+    }
+    return conversation;
   }
 
   listCards(conversationId, signal) {
