@@ -5,6 +5,7 @@ under ``make run``."""
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -255,3 +256,45 @@ async def test_stop_cancels_the_reply(
     stored = (await stored_messages(web, token, cid))[-1]
     assert stored["status"] == "incomplete"
     await expect(reply.locator(".text")).to_have_text(stored["content"])
+
+
+async def test_the_pages_event_stream_parser_follows_the_spec(web: Web, page: Page) -> None:
+    stream = (
+        "retry: 1500\n"
+        ": ping\r\n\r\n"
+        'event: delta\r\ndata: {"text":"a"}\rid: 1\r\n\r\n'
+        'event: delta\ndata: {"text":"é€"}\nid: 2\n\n'
+        "data: line one\ndata:line two\nunknown: field\n\n"
+        'event: delta\ndata: {"text":"cut off"}\nid: 3'  # no blank line: never dispatched
+    ).encode()
+    # Chunk boundaries inside a CRLF and inside multi-byte characters.
+    cuts = [
+        stream.index(b"delta\r\n") + len(b"delta\r"),  # between the CR and the LF
+        stream.index("é".encode()) + 1,
+        stream.index("€".encode()) + 2,
+    ]
+    bounds = [0, *sorted(cuts), len(stream)]
+    chunks = [list(stream[a:b]) for a, b in itertools.pairwise(bounds)]
+    await page.goto(f"{web.url}/app/")
+    items = await page.evaluate(
+        """async (chunks) => {
+            const { parseEventStream } = await import("./sse.js");
+            const body = new ReadableStream({
+                start(controller) {
+                    for (const chunk of chunks) controller.enqueue(new Uint8Array(chunk));
+                    controller.close();
+                },
+            });
+            const items = [];
+            for await (const item of parseEventStream(body)) items.push(item);
+            return items;
+        }""",
+        chunks,
+    )
+    assert items == [
+        {"type": "retry", "ms": 1500},
+        {"type": "comment", "text": "ping"},
+        {"type": "event", "event": "delta", "data": '{"text":"a"}', "id": "1"},
+        {"type": "event", "event": "delta", "data": '{"text":"é€"}', "id": "2"},
+        {"type": "event", "event": "message", "data": "line one\nline two", "id": None},
+    ]
