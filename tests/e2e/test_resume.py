@@ -172,6 +172,7 @@ async def test_a_client_that_drops_resumes_live_where_it_stopped(
         assert stored["status"] == "complete" and stored["content"] == text
 
 
+@pytest.mark.timeout(300)  # starts one more chat API process
 async def test_a_turn_resumes_from_another_chat_api_process(
     sys_: Any, mint: Any, user: str, spawn: Callable[..., Process]
 ) -> None:

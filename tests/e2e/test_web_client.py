@@ -19,7 +19,8 @@ from playwright.async_api import Browser, Locator, Page, Request, async_playwrig
 from glia_e2e.processes import Process, free_port
 from glia_fakes.tcp_proxy import FaultProxy
 
-pytestmark = pytest.mark.e2e
+# The first test here also starts two more service processes and the browser.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 CHROMIUM = Path(os.environ.get("GLIA_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
