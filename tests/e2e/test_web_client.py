@@ -6,6 +6,7 @@ under ``make run``."""
 from __future__ import annotations
 
 import itertools
+import json
 import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -299,3 +300,31 @@ async def test_the_pages_event_stream_parser_follows_the_spec(web: Web, page: Pa
         {"type": "event", "event": "delta", "data": '{"text":"é€"}', "id": "2"},
         {"type": "event", "event": "message", "data": "line one\nline two", "id": None},
     ]
+
+
+async def test_a_refused_turn_gives_the_message_back(
+    web: Web, page: Page, mint: Any, user: str
+) -> None:
+    await sign_in(page, web, mint(user), user)
+    problem = {
+        "type": "about:blank",
+        "title": "Too Many Requests",
+        "status": 429,
+        "detail": "Too many turns at once.",
+        "code": "rate_limited",
+    }
+    await page.route(
+        "**/v1/conversations/*/messages",
+        lambda route: route.fulfill(
+            status=429,
+            headers={"Retry-After": "30", "Content-Type": "application/problem+json"},
+            body=json.dumps(problem),
+        ),
+    )
+    await send(page, "Hello?")
+    await expect(page.locator("#chat-status")).to_have_text(
+        "Too many turns at once. Try again in 30 s."
+    )
+    await expect(page.get_by_role("textbox", name="Message")).to_have_value("Hello?")
+    await expect(page.locator("#messages li")).to_have_count(0)
+    await expect(page.get_by_role("button", name="Send")).to_be_enabled()

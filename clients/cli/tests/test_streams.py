@@ -244,3 +244,25 @@ def test_watching_cards_reads_them_once_subscribed_and_after_every_update() -> N
         "/v1/cards/events",
     ]
     assert len(sleeps) == 2
+
+
+def test_a_refused_new_turn_is_not_retried_but_a_busy_server_is_waited_for() -> None:
+    limited = problem(429, "rate_limited")
+    limited.headers["Retry-After"] = "7"
+    server = Server(limited)
+    turn = TurnStream(client_for(server), CID, sleep=no_sleep([]))
+    with pytest.raises(ApiError) as caught:
+        list(turn.send("hi"))
+    assert caught.value.status == 429 and caught.value.retry_after_s == 7.0
+    assert len(server.requests) == 1
+
+    events = turn_events(["a", "b"])
+    busy = problem(503, "unavailable")
+    busy.headers["Retry-After"] = "9"
+    server = Server(stream_response(events[:2], drop=True), busy, stream_response(events[2:]))
+    sleeps: list[float] = []
+    turn = TurnStream(
+        client_for(server), CID, policy=ReconnectPolicy(jitter=0.0), sleep=no_sleep(sleeps)
+    )
+    assert text_of(list(turn.send("hi"))) == "ab"
+    assert sleeps == [0.5, 9.0]

@@ -17,11 +17,18 @@ USER_AGENT = "glia-cli/0.1"
 class ApiError(Exception):
     """A non-2xx answer, from its RFC 9457 problem details when the server sent them."""
 
-    def __init__(self, status: int, detail: str, code: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        code: str | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
         super().__init__(f"{status}: {detail}")
         self.status = status
         self.detail = detail
         self.code = code
+        self.retry_after_s = retry_after_s  # from Retry-After (429, 503)
 
     @property
     def retryable(self) -> bool:
@@ -39,7 +46,13 @@ class ApiError(Exception):
         if isinstance(body, dict):
             detail = str(body.get("detail") or body.get("title") or detail)
             code = body.get("code")
-        return cls(response.status_code, detail, code if isinstance(code, str) else None)
+        retry_after = response.headers.get("retry-after", "")
+        return cls(
+            response.status_code,
+            detail,
+            code if isinstance(code, str) else None,
+            float(retry_after) if retry_after.isdigit() else None,
+        )
 
 
 def raise_for_problem(response: httpx.Response) -> None:

@@ -329,6 +329,11 @@ def chat(
                 _play(client, turn, turn.send(text), view)
             except KeyboardInterrupt:
                 render.note("stopped following the reply")
+            except (ApiError, StreamLost) as exc:
+                if isinstance(exc, ApiError) and exc.status == 401:
+                    raise
+                # One turn went wrong; the chat goes on.
+                render.fail(_describe_failure(exc))
 
 
 @app.command()
@@ -380,19 +385,23 @@ def _show_snapshot(snapshot: CardSnapshot, as_json: bool) -> None:
         render.snapshot_view(snapshot)
 
 
+def _describe_failure(exc: Exception) -> str:
+    if isinstance(exc, ApiError):
+        hint = ""
+        if exc.status == 401:
+            hint = " (run `glia login`, or check GLIA_TOKEN)"
+        elif exc.retry_after_s is not None:
+            hint = f" (try again in {exc.retry_after_s:.0f} s)"
+        return f"{exc.detail}{hint} [{exc.status}]"
+    if isinstance(exc, httpx.TransportError):
+        return f"cannot reach Glia ({type(exc).__name__}: {exc or 'no details'})"
+    return str(exc)
+
+
 def run() -> None:
     """The console script: every failure a user can meet becomes one clear line."""
     try:
         app()
-    except ApiError as exc:
-        hint = " (run `glia login`, or check GLIA_TOKEN)" if exc.status == 401 else ""
-        _report(f"{exc.detail}{hint}", exc.status)
-    except httpx.TransportError as exc:
-        _report(f"cannot reach Glia ({type(exc).__name__}: {exc or 'no details'})")
-    except (StreamLost, ProtocolError, ConfigError) as exc:
-        _report(str(exc))
-
-
-def _report(message: str, status: int | None = None) -> NoReturn:
-    render.fail(f"{message}" if status is None else f"{message} [{status}]")
-    sys.exit(EXIT_FAILED)
+    except (ApiError, httpx.TransportError, StreamLost, ProtocolError, ConfigError) as exc:
+        render.fail(_describe_failure(exc))
+        sys.exit(EXIT_FAILED)

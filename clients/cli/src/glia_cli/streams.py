@@ -125,6 +125,7 @@ class TurnStream:
     def _run(self, first: Callable[[], Any] | None) -> Generator[TurnEvent, None, None]:
         failures = 0
         while True:
+            retry_after_s: float | None = None
             try:
                 with self._open(first) as response:
                     for event in self._read(response):
@@ -136,17 +137,22 @@ class TurnStream:
             except (httpx.TransportError, httpx.DecodingError) as exc:
                 reason = _describe(exc)
             except ApiError as exc:
+                starting = self.message_id is None
                 # 409 before ``start``: the first request is still running; its outcome
-                # is replayed once it ends.
-                if not (exc.retryable or (exc.status == 409 and self.message_id is None)):
+                # is replayed once it ends. A 429 then refuses the new turn: the user
+                # decides when to try again.
+                if starting and exc.status == 429:
+                    raise
+                if not (exc.retryable or (starting and exc.status == 409)):
                     raise
                 reason = _describe(exc)
+                retry_after_s = exc.retry_after_s
             failures += 1
             if failures > self.policy.max_attempts:
                 raise StreamLost(
                     f"{reason}; gave up after {self.policy.max_attempts} reconnection attempts"
                 )
-            delay = self.policy.delay_s(failures, self.server_retry_s)
+            delay = max(self.policy.delay_s(failures, self.server_retry_s), retry_after_s or 0.0)
             self.on_reconnect(Reconnect(failures, self.policy.max_attempts, delay, reason))
             self.reconnects += 1
             self.sleep(delay)
@@ -235,6 +241,7 @@ def watch_cards(
     failures = 0
     reason = "subscribed"
     while True:
+        retry_after_s: float | None = None
         try:
             with client.card_events(conversation_id) as response:
                 # Read the set only once subscribed (the server's first bytes), so no
@@ -255,10 +262,11 @@ def watch_cards(
             if not exc.retryable:
                 raise
             why = _describe(exc)
+            retry_after_s = exc.retry_after_s
         reason = "reconnected"
         failures += 1
         if failures > policy.max_attempts:
             raise StreamLost(f"{why}; gave up after {policy.max_attempts} reconnection attempts")
-        delay = policy.delay_s(failures, None)
+        delay = max(policy.delay_s(failures, None), retry_after_s or 0.0)
         on_reconnect(Reconnect(failures, policy.max_attempts, delay, why))
         sleep(delay)

@@ -4,10 +4,11 @@
 import { parseEventStream } from "./sse.js";
 
 export class ApiError extends Error {
-  constructor(status, detail, code) {
+  constructor(status, detail, code, retryAfterS = null) {
     super(detail);
     this.status = status;
     this.code = code;
+    this.retryAfterS = retryAfterS; // from Retry-After (429, 503)
   }
 
   get retryable() {
@@ -27,7 +28,9 @@ async function problem(response) {
   } catch {
     // not a problem document: keep the status text
   }
-  return new ApiError(response.status, detail, code);
+  const retryAfter = response.headers.get("Retry-After");
+  const retryAfterS = /^\d+$/.test(retryAfter ?? "") ? Number(retryAfter) : null;
+  return new ApiError(response.status, detail, code, retryAfterS);
 }
 
 export class Api {
@@ -164,6 +167,7 @@ export async function followTurn({
   let failures = 0;
   for (;;) {
     let reason;
+    let retryAfterMs = 0;
     try {
       const response = turn.messageId
         ? await api.turnEvents(conversationId, turn.messageId, turn.lastEventId, signal)
@@ -186,9 +190,13 @@ export async function followTurn({
     } catch (err) {
       if (signal?.aborted) throw err;
       if (err instanceof ApiError) {
-        const inProgress = err.status === 409 && !turn.messageId; // first request still running
-        if (!err.retryable && !inProgress) throw err;
+        const starting = !turn.messageId;
+        // A 429 refuses a new turn: the user decides when to try again. A 409 before
+        // `start`: the first request is still running; its outcome is replayed after.
+        if (starting && err.status === 429) throw err;
+        if (!err.retryable && !(starting && err.status === 409)) throw err;
         reason = `the server answered ${err.status}`;
+        retryAfterMs = (err.retryAfterS ?? 0) * 1000;
       } else if (err instanceof SyntaxError) {
         throw err; // not Glia's protocol: retrying will not help
       } else {
@@ -199,7 +207,7 @@ export async function followTurn({
     if (failures > RECONNECT.maxAttempts) {
       throw new StreamLost(`${reason}; gave up after ${RECONNECT.maxAttempts} attempts`);
     }
-    const delayMs = backoffMs(failures, serverRetryMs);
+    const delayMs = Math.max(backoffMs(failures, serverRetryMs), retryAfterMs);
     onReconnect({ attempt: failures, maxAttempts: RECONNECT.maxAttempts, delayMs, reason, turn });
     await sleep(delayMs, signal);
   }

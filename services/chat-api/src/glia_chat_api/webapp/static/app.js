@@ -44,6 +44,9 @@ function announce(text) {
 }
 
 function describeError(err) {
+  if (err instanceof ApiError && err.retryAfterS !== null) {
+    return `${err.message} Try again in ${err.retryAfterS} s.`;
+  }
   if (err instanceof ApiError) return `${err.message} (${err.status})`;
   if (err instanceof StreamLost) return `The reply could not be resumed: ${err.message}.`;
   return "Glia could not be reached. Check your connection and try again.";
@@ -292,7 +295,15 @@ async function follow({ conversationId, content = null, messageId = null, item }
     }
   } catch (err) {
     if (isAbort(err)) return;
-    setStatus(item, "failed", "not finished here");
+    if (content !== null && !turn.messageId) {
+      // Refused before it started (e.g. too many turns): nothing was stored. Take the
+      // message back into the box to send again later.
+      item.previousElementSibling?.remove();
+      item.remove();
+      $("message").value = content;
+    } else {
+      setStatus(item, "failed", "not finished here");
+    }
     announce(describeError(err));
   } finally {
     if (state.turn === turn) {
@@ -409,6 +420,7 @@ async function watchCards(conversationId) {
   const { signal } = controller;
   let failures = 0;
   while (!signal.aborted) {
+    let retryAfterMs = 0;
     try {
       const response = await state.api.cardEvents(conversationId, signal);
       let loaded = false;
@@ -422,6 +434,7 @@ async function watchCards(conversationId) {
     } catch (err) {
       if (signal.aborted) return;
       if (err instanceof ApiError && !err.retryable) return; // e.g. the conversation is gone
+      retryAfterMs = (err.retryAfterS ?? 0) * 1000;
     }
     failures += 1;
     if (failures > RECONNECT.maxAttempts) {
@@ -429,7 +442,7 @@ async function watchCards(conversationId) {
       return;
     }
     try {
-      await sleep(backoffMs(failures, null), signal);
+      await sleep(Math.max(backoffMs(failures, null), retryAfterMs), signal);
     } catch {
       return;
     }
