@@ -266,3 +266,27 @@ def test_a_refused_new_turn_is_not_retried_but_a_busy_server_is_waited_for() -> 
     )
     assert text_of(list(turn.send("hi"))) == "ab"
     assert sleeps == [0.5, 9.0]
+
+
+def test_a_stream_cut_short_by_the_server_is_resumed_not_shown_as_the_end() -> None:
+    events = turn_events(["one ", "two"])
+    # The stream reached its maximum lifetime: a retryable error repeating the last id.
+    expired = sse(
+        "error",
+        1,
+        {"code": "stream_expired", "message": "the stream ended", "retryable": True},
+    )
+    server = Server(stream_response([*events[:2], expired]), stream_response(events[2:]))
+    sleeps: list[float] = []
+    turn = TurnStream(client_for(server), CID, sleep=no_sleep(sleeps))
+    got = list(turn.send("hi"))
+    assert [e.name for e in got] == ["start", "delta", "delta", "done"]
+    assert text_of(got) == "one two"
+    assert server.requests[1].headers["Last-Event-ID"] == "1" and len(sleeps) == 1
+
+    # A retryable error with a new id is the turn's own end: shown, not resumed.
+    failed = sse("error", 2, {"code": "provider_error", "message": "x", "retryable": True})
+    server = Server(stream_response([*events[:2], failed]))
+    got = list(TurnStream(client_for(server), CID, sleep=no_sleep([])).send("hi"))
+    assert got[-1].name == "error" and got[-1].data["code"] == "provider_error"
+    assert len(server.requests) == 1

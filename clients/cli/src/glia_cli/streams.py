@@ -73,6 +73,11 @@ class ProtocolError(Exception):
     """The server sent something that is not Glia's event protocol."""
 
 
+class _Interrupted(Exception):
+    """The server cut this stream short while the turn goes on (e.g. the stream reached
+    its maximum lifetime): a retryable ``error`` repeating an id already delivered."""
+
+
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, httpx.TimeoutException):
         return "the connection went silent"
@@ -136,6 +141,8 @@ class TurnStream:
                 reason = "the stream ended before the turn did"
             except (httpx.TransportError, httpx.DecodingError) as exc:
                 reason = _describe(exc)
+            except _Interrupted as exc:
+                reason = str(exc)
             except ApiError as exc:
                 starting = self.message_id is None
                 # 409 before ``start``: the first request is still running; its outcome
@@ -169,6 +176,9 @@ class TurnStream:
                 except ValueError as exc:
                     raise ProtocolError(f"malformed {sse.event!r} event") from exc
                 seen = self.last_event_id is not None and event.id <= self.last_event_id
+                if seen and event.name == "error" and event.data.get("retryable"):
+                    # Not the turn's end: this stream's. The turn goes on; resume it.
+                    raise _Interrupted(str(event.data.get("message") or event.data["code"]))
                 # Already delivered (a replay overlapping what we have): skip it. A terminal
                 # event is always taken: it ends the turn and carries no text.
                 if seen and not event.terminal:
@@ -239,6 +249,7 @@ def watch_cards(
     conversation is deleted (:class:`ApiError` 404) or reconnecting fails."""
     policy = policy or ReconnectPolicy()
     failures = 0
+    server_retry_s: float | None = None
     reason = "subscribed"
     while True:
         retry_after_s: float | None = None
@@ -251,11 +262,13 @@ def watch_cards(
                 failures = 0
                 events = EventSource(cast(httpx.Response, stream)).iter_sse()
                 for sse in events:
+                    if sse.retry is not None:
+                        server_retry_s = sse.retry / 1000
                     if sse.event == "cards.updated":
                         yield CardSnapshot(
                             sse.event, *read_all_cards(client, conversation_id, kind)
                         )
-            why = "the stream ended"
+            why = "the stream ended"  # e.g. at its maximum lifetime (a "reconnect" event)
         except (httpx.TransportError, httpx.DecodingError) as exc:
             why = _describe(exc)
         except ApiError as exc:
@@ -267,6 +280,6 @@ def watch_cards(
         failures += 1
         if failures > policy.max_attempts:
             raise StreamLost(f"{why}; gave up after {policy.max_attempts} reconnection attempts")
-        delay = max(policy.delay_s(failures, None), retry_after_s or 0.0)
+        delay = max(policy.delay_s(failures, server_retry_s), retry_after_s or 0.0)
         on_reconnect(Reconnect(failures, policy.max_attempts, delay, why))
         sleep(delay)

@@ -18,6 +18,8 @@ export class ApiError extends Error {
 
 export class StreamLost extends Error {}
 
+class Interrupted extends Error {}
+
 async function problem(response) {
   let detail = response.statusText || `HTTP ${response.status}`;
   let code = null;
@@ -177,9 +179,15 @@ export async function followTurn({
         if (item.type !== "event" || !TURN_EVENTS.has(item.event)) continue;
         const event = { name: item.event, id: Number(item.id), data: JSON.parse(item.data) };
         const terminal = event.name === "done" || event.name === "error";
+        const seen = turn.lastEventId !== null && event.id <= turn.lastEventId;
+        // A retryable error repeating an id already shown ends this stream, not the turn
+        // (e.g. the stream reached its maximum lifetime): resume it.
+        if (seen && event.name === "error" && event.data.retryable) {
+          throw new Interrupted(event.data.message || event.data.code);
+        }
         // Already shown (a replay overlapping what we have): skip. A terminal event is
         // always taken: it ends the turn and carries no text.
-        if (turn.lastEventId !== null && event.id <= turn.lastEventId && !terminal) continue;
+        if (seen && !terminal) continue;
         if (event.name === "start") turn.messageId = event.data.assistant_message_id;
         turn.lastEventId = Math.max(event.id, turn.lastEventId ?? 0);
         failures = 0;
@@ -197,6 +205,8 @@ export async function followTurn({
         if (!err.retryable && !(starting && err.status === 409)) throw err;
         reason = `the server answered ${err.status}`;
         retryAfterMs = (err.retryAfterS ?? 0) * 1000;
+      } else if (err instanceof Interrupted) {
+        reason = err.message;
       } else if (err instanceof SyntaxError) {
         throw err; // not Glia's protocol: retrying will not help
       } else {

@@ -419,6 +419,7 @@ async function watchCards(conversationId) {
   state.cardsWatch = controller;
   const { signal } = controller;
   let failures = 0;
+  let serverRetryMs = null;
   while (!signal.aborted) {
     let retryAfterMs = 0;
     try {
@@ -426,6 +427,7 @@ async function watchCards(conversationId) {
       let loaded = false;
       for await (const item of parseEventStream(response.body)) {
         failures = 0;
+        if (item.type === "retry") serverRetryMs = item.ms;
         if (!loaded || (item.type === "event" && item.event === "cards.updated")) {
           loaded = true;
           await loadCards(conversationId, signal);
@@ -442,7 +444,8 @@ async function watchCards(conversationId) {
       return;
     }
     try {
-      await sleep(Math.max(backoffMs(failures, null), retryAfterMs), signal);
+      // The stream also ends by its maximum lifetime (a "reconnect" event): come back.
+      await sleep(Math.max(backoffMs(failures, serverRetryMs), retryAfterMs), signal);
     } catch {
       return;
     }
