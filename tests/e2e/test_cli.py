@@ -7,6 +7,7 @@ import asyncio
 import json
 import signal
 import stat
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 
 from glia_e2e.cli import Cli, read_json_line
+from glia_e2e.processes import Process
 from glia_fakes.tcp_proxy import FaultProxy
 
 pytestmark = pytest.mark.e2e
@@ -187,3 +189,22 @@ async def test_cards_and_their_live_updates(sys_: Any, cli: Cli) -> None:
     finally:
         watch.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(watch.wait(), 30) == 0
+
+
+@pytest.mark.timeout(300)  # starts one more chat API process
+async def test_a_stream_ended_by_its_maximum_lifetime_is_resumed(
+    sys_: Any, cli: Cli, spawn: Callable[..., Process]
+) -> None:
+    short_lived = spawn("glia-chat-api", GLIA_SSE_MAX_LIFETIME_S="2")
+    await sys_.llm_control.aconfigure(target="chat", **SLOW_TURN)  # about 12 s
+    done = replace(cli, chat_url=short_lived.url).run(
+        "chat", "-m", "Tell me the whole plan.", "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    assert "reconnecting" in done.stderr and "resume it with Last-Event-ID" in done.stderr
+    events = ndjson(done.stdout)
+    assert events[-1]["event"] == "done"
+    assert not any(e["data"].get("code") == "stream_expired" for e in events)
+    start = events[0]["data"]
+    stored = stored_reply(cli, start["conversation_id"], start["assistant_message_id"])
+    check_turn(events, stored)
