@@ -115,6 +115,18 @@ class StreamSettings(GliaSettings):
     sse_max_lifetime_s: float = Field(default=3600.0, gt=0)
 
 
+class CorsSettings(GliaSettings):
+    """Browser clients on another origin (the HTTP APIs)."""
+
+    # Origins allowed to call the API cross-origin, comma-separated (e.g. the web
+    # client's, when card query listens on a port of its own). Empty: none.
+    cors_origins: str = ""
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip()]
+
+
 class MigrateSettings(DatabaseSettings):
     """glia-migrate: the owner's connection, and the app role's URL it provisions."""
 

@@ -15,6 +15,7 @@ from glia_common.db import create_driver_pool
 from glia_common.messaging import build_broker
 from glia_common.settings import driver_database_url
 from glia_common.telemetry import configure_telemetry, get_logger, shutdown_telemetry
+from glia_common.web.cors import install_cors
 from glia_common.web.service import build_service_app, serve
 
 SERVICE_NAME = "glia-card-query"
@@ -53,7 +54,7 @@ def create_app(settings: CardQuerySettings | None = None) -> FastAPI:
             await database.close()
             shutdown_telemetry()
 
-    return build_service_app(
+    app = build_service_app(
         title="Glia card query API",
         description="Cards derived from conversations (summary, facts, tasks, decisions, "
         "questions) and their freshness.",
@@ -62,6 +63,8 @@ def create_app(settings: CardQuerySettings | None = None) -> FastAPI:
         routers=[cards.router],
         connect_broker_for_readiness=True,
     )
+    install_cors(app, settings)
+    return app
 
 
 def run() -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from glia_common.settings import AuthSettings, ServiceSettings, StreamSettings
+from glia_common.settings import AuthSettings, CorsSettings, ServiceSettings, StreamSettings
 
 
-class CardQuerySettings(ServiceSettings, AuthSettings, StreamSettings):
+class CardQuerySettings(ServiceSettings, AuthSettings, StreamSettings, CorsSettings):
     # Open card event streams per user, in each process.
     card_subscriptions_per_user: int = Field(default=5, ge=1)

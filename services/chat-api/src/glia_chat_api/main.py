@@ -18,12 +18,14 @@ from glia_chat_api.turns import routes as turns
 from glia_chat_api.turns.runner import TurnRunner
 from glia_chat_api.turns.signals import TurnSignals
 from glia_chat_api.turns.sweeper import StaleTurnSweeper
+from glia_chat_api.webapp import mount_web_app
 from glia_common.auth import TokenVerifier
 from glia_common.db import create_engine, create_sessionmaker
 from glia_common.llm import build_openai_client, provider_name
 from glia_common.messaging import build_broker
 from glia_common.settings import driver_database_url
 from glia_common.telemetry import configure_telemetry, get_logger, shutdown_telemetry
+from glia_common.web.cors import install_cors
 from glia_common.web.service import build_service_app, serve
 
 SERVICE_NAME = "glia-chat-api"
@@ -105,7 +107,7 @@ def create_app(settings: ChatApiSettings | None = None) -> FastAPI:
             await engine.dispose()
             shutdown_telemetry()
 
-    return build_service_app(
+    app = build_service_app(
         title="Glia chat API",
         description="Authenticated conversations with an assistant, streamed over "
         "Server-Sent Events.",
@@ -113,6 +115,9 @@ def create_app(settings: ChatApiSettings | None = None) -> FastAPI:
         settings=settings,
         routers=[conversations.router, turns.router],
     )
+    mount_web_app(app, settings)
+    install_cors(app, settings)
+    return app
 
 
 def run() -> None:

@@ -5,10 +5,16 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from glia_common.settings import AuthSettings, LlmSettings, ServiceSettings, StreamSettings
+from glia_common.settings import (
+    AuthSettings,
+    CorsSettings,
+    LlmSettings,
+    ServiceSettings,
+    StreamSettings,
+)
 
 
-class ChatApiSettings(ServiceSettings, AuthSettings, LlmSettings, StreamSettings):
+class ChatApiSettings(ServiceSettings, AuthSettings, LlmSettings, StreamSettings, CorsSettings):
     chat_model: str = "gpt-4o-mini"
     # The chat model sees at most this many of the latest messages, and only as many of
     # those as fit in the token budget (the message being answered always goes).
@@ -29,3 +35,7 @@ class ChatApiSettings(ServiceSettings, AuthSettings, LlmSettings, StreamSettings
     # Per-user abuse limits, shared by every replica (counted in the database).
     turns_concurrent_per_user: int = Field(default=3, ge=1)
     turns_per_minute_per_user: int = Field(default=60, ge=1)
+
+    # The card query API's base URL as the web client (/app) calls it; empty: the
+    # page's own origin (one ingress serves both APIs).
+    web_card_query_url: str = ""
