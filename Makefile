@@ -4,7 +4,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 VENV := .venv/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup run test unit lint format e2e bench helm-lint images images-test base-image container-tools clean
+.PHONY: setup run test unit lint format e2e bench helm-lint browser images images-test base-image container-tools clean
 
 setup: ## install uv if missing, then the whole workspace into .venv
 	@command -v uv >/dev/null 2>&1 || test -x $(HOME)/.local/bin/uv || python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
@@ -31,7 +31,7 @@ e2e: setup
 lint: setup
 	$(VENV)/ruff check .
 	$(VENV)/ruff format --check .
-	$(VENV)/mypy libs/common/src services/chat-api/src services/extractor/src services/card-query/src
+	$(VENV)/mypy libs/common/src services/chat-api/src services/extractor/src services/card-query/src clients/cli/src
 
 bench: setup ## performance benchmark against bare baselines (QUICK=1: under two minutes); not part of `make test`
 	$(VENV)/python -m bench.run $(if $(QUICK),--quick) $(BENCH_ARGS)
@@ -42,6 +42,15 @@ format: setup
 
 helm-lint: ## lint, render and validate every Helm chart (installs helm + kubernetes-validate into .tools/)
 	@bash deploy/helm/lint.sh
+
+CHROMIUM ?= $(or $(GLIA_CHROMIUM),/usr/bin/chromium)
+
+browser: ## the headless browser of the web client's tests: Debian's chromium package (apt-get, as root)
+	@if [ -x "$(CHROMIUM)" ]; then echo "browser: $$($(CHROMIUM) --version 2>/dev/null || echo $(CHROMIUM))"; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null && \
+	  echo "browser: installed $$($(CHROMIUM) --version)"; \
+	else echo "browser: no $(CHROMIUM) and no apt-get: install Chromium and set GLIA_CHROMIUM"; exit 1; fi
 
 IMAGE_PREFIX ?= glia/
 IMAGE_TAG ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo dev)

@@ -27,13 +27,21 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import asyncpg
 import pytest
 
+from glia_card_query.settings import CardQuerySettings
+from glia_chat_api.settings import ChatApiSettings
 from glia_common.auth import mint_token
-from glia_common.settings import Settings, with_database
+from glia_common.settings import AuthSettings, MigrateSettings, with_database
 from glia_e2e.processes import free_port
+from glia_extractor.settings import ExtractorSettings
 
 TEST_JWT_SECRET = "glia-test-secret-" + "x" * 32
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+
+
+class Settings(ChatApiSettings, ExtractorSettings, CardQuerySettings, MigrateSettings):
+    """Every service's settings in one object, as one environment configures them all:
+    what the tests hand to any service's app factory."""
 
 
 @dataclass(frozen=True)
@@ -126,7 +134,7 @@ def infra(request: pytest.FixtureRequest) -> Iterator[Infra]:
     port = app_parts.port or 5432
     app_url = f"postgresql://glia_app:glia_app@{host}:{port}/{database}"
     migrate(
-        Settings(_env_file=None, database_url=app_url, database_admin_url=admin_url)  # type: ignore[call-arg]
+        MigrateSettings(_env_file=None, database_url=app_url, database_admin_url=admin_url)  # type: ignore[call-arg]
     )
 
     vhost = f"glia-test-{secrets.token_hex(4)}"
@@ -173,7 +181,7 @@ def settings(infra: Infra) -> Settings:
 
 def token_for(user_id: str, ttl_s: int = 3600) -> str:
     return mint_token(
-        Settings(_env_file=None, jwt_secret=TEST_JWT_SECRET),  # type: ignore[call-arg]
+        AuthSettings(_env_file=None, jwt_secret=TEST_JWT_SECRET),  # type: ignore[call-arg]
         user_id,
         ttl_s,
     )
@@ -267,7 +275,7 @@ async def serve() -> AsyncIterator[object]:
 @pytest.fixture(scope="session")
 async def fake_llm() -> AsyncIterator[Any]:
     """The fake OpenAI-compatible server, in this test process."""
-    from glia_fakes.fake_llm import FakeLLM
+    from glia_fakes.llm import FakeLLM
 
     server = FakeLLM()
     await server.start()

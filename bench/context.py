@@ -21,7 +21,7 @@ from bench.infra import Infra, Processes, pids
 from bench.profile import Profiler
 from bench.seed import Conv
 from glia_common.auth import mint_token
-from glia_common.settings import Settings
+from glia_common.settings import AuthSettings
 from glia_e2e.processes import Process
 
 
@@ -110,7 +110,7 @@ class Ctx:
 
     def token(self, user_id: str) -> str:
         if user_id not in self._tokens:
-            settings = Settings(_env_file=None, jwt_secret=self.jwt_secret)  # type: ignore[call-arg]
+            settings = AuthSettings(_env_file=None, jwt_secret=self.jwt_secret)  # type: ignore[call-arg]
             self._tokens[user_id] = mint_token(settings, user_id, ttl_s=4 * 3600)
         return self._tokens[user_id]
 

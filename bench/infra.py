@@ -23,7 +23,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import asyncpg
 import httpx
 
-from glia_common.settings import Settings, with_database
+from glia_common.settings import MigrateSettings, with_database
 from glia_e2e.processes import Process, base_env, free_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -102,7 +102,7 @@ def create_infra(teardown: Teardown, admin_url: str, amqp_url: str) -> Infra:
         print(f"  dropped database {database}")
 
     teardown.add("drop database", drop_database)
-    migrate(Settings(_env_file=None, database_url=app_url, database_admin_url=admin_url))  # type: ignore[call-arg]
+    migrate(MigrateSettings(_env_file=None, database_url=app_url, database_admin_url=admin_url))  # type: ignore[call-arg]
 
     vhost: str | None = None
     vhost_url = amqp_url
@@ -204,6 +204,10 @@ def service_env(infra: Infra, jwt_secret: str, **extra: str) -> dict[str, str]:
             "GLIA_DATABASE_ADMIN_URL": infra.server_admin_url,
             "GLIA_AMQP_URL": infra.amqp_url,
             "GLIA_JWT_SECRET": jwt_secret,
+            # The bench measures capacity, not abuse limits: they are still checked on
+            # every turn (their cost is in the figures), but never reached.
+            "GLIA_TURNS_CONCURRENT_PER_USER": "100000",
+            "GLIA_TURNS_PER_MINUTE_PER_USER": "100000000",
             "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
             **extra,
         }

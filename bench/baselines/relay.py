@@ -24,13 +24,13 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel, Field
 
 from glia_common.llm import build_openai_client
-from glia_common.settings import Settings
+from glia_common.settings import AuthSettings, LlmSettings
 
 SYSTEM_PROMPT = "You are Glia, a helpful assistant. Answer clearly and concisely."
 
-settings = Settings()
-client = build_openai_client(settings)
-SECRET = settings.jwt_secret.get_secret_value() if settings.jwt_secret else os.urandom(32).hex()
+auth = AuthSettings()
+client = build_openai_client(LlmSettings())
+SECRET = auth.jwt_secret.get_secret_value() if auth.jwt_secret else os.urandom(32).hex()
 
 app = FastAPI(title="bench relay baseline")
 
@@ -46,7 +46,7 @@ def user_of(authorization: Annotated[str, Header()]) -> str:
             token,
             SECRET,
             algorithms=["HS256"],
-            audience=settings.jwt_audience,
+            audience=auth.jwt_audience,
             options={"require": ["exp", "sub", "aud"]},
         )
     except jwt.PyJWTError as exc:
@@ -85,7 +85,7 @@ async def post_message(
     finish = "stop"
     usage: dict[str, Any] | None = None
     stream = await client.chat.completions.create(
-        model=settings.chat_model,
+        model=os.environ.get("GLIA_CHAT_MODEL", "gpt-4o-mini"),
         messages=[
             {"role": "system", "content": SYSTEM_PROMPT},
             {"role": "user", "content": body.content},

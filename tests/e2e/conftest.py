@@ -3,7 +3,7 @@ glia-card-query, and the fake LLM, against the session's database and virtual ho
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from glia_e2e.processes import Process, base_env, free_port
-from glia_fakes.fake_llm import FakeLLMControl
+from glia_fakes.llm import FakeLLMControl
 from glia_fakes.otlp_sink import OtlpSink
 
 
@@ -100,3 +100,32 @@ def sys_(system: System) -> System:
     """The system with the fake LLM back to its defaults."""
     system.llm_control.reset()
     return system
+
+
+@pytest.fixture(scope="module")
+def spawn(
+    system: System, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., Process]]:
+    """``spawn(command, port=None, **env)``: one more process of a service (another
+    replica, or one configured differently) on the system's database, broker and fake
+    LLM; ready when returned, stopped at the end of the module."""
+    logs = tmp_path_factory.mktemp("e2e-spawned")
+    started: list[Process] = []
+
+    def start(command: str, port: int | None = None, **env: str) -> Process:
+        port = port or free_port()
+        process = Process(
+            command,
+            [command],
+            {**system.env, "GLIA_HTTP_PORT": str(port), **env},
+            logs / f"{command}-{port}.log",
+            port=port,
+        )
+        started.append(process)
+        process.start()
+        process.wait_ready()
+        return process
+
+    yield start
+    for process in reversed(started):
+        process.stop()

@@ -1,5 +1,5 @@
-"""Property-based fuzzing of both OpenAPI documents (schemathesis) against the real
-processes: no 5xx, and responses match the documented schemas and status codes."""
+"""Property-based fuzzing of the three services' OpenAPI documents (schemathesis) against
+the real processes: no 5xx, and responses match the documented schemas and status codes."""
 
 from __future__ import annotations
 
@@ -55,3 +55,8 @@ def test_chat_api_conforms_to_its_openapi(system: Any, mint: Any) -> None:
 def test_card_query_api_conforms_to_its_openapi(system: Any, mint: Any) -> None:
     tested = fuzz(system.cards.url + "/openapi.json", mint(FUZZ_USER))
     assert {"GET /v1/cards", "GET /v1/cards/{card_id}"} <= set(tested)
+
+
+def test_extractor_conforms_to_its_openapi(system: Any, mint: Any) -> None:
+    tested = fuzz(system.extractor.url + "/openapi.json", mint(FUZZ_USER))
+    assert {"GET /healthz", "GET /readyz"} <= set(tested)

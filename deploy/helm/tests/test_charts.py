@@ -317,10 +317,32 @@ def test_ingress_routes_both_apis_on_one_host_and_lets_sse_stream(helm: dict[str
             "Ingress",
         )
         (rule,) = ingress["spec"]["rules"]
-        (path,) = rule["http"]["paths"]
-        routes[path["path"]] = (rule["host"], path["backend"]["service"]["name"], ingress)
+        for path in rule["http"]["paths"]:
+            assert path["pathType"] == "Prefix"
+            routes[path["path"]] = (rule["host"], path["backend"]["service"]["name"], ingress)
+    assert set(routes) == {"/v1/conversations", "/app", "/v1/cards"}
     assert routes["/v1/conversations"][:2] == ("glia.example.com", "glia-chat-api")
+    assert routes["/app"][:2] == ("glia.example.com", "glia-chat-api")  # the web client
     assert routes["/v1/cards"][:2] == ("glia.example.com", "glia-card-query")
+
+    def service_for(url_path: str) -> str:
+        prefix = max((p for p in routes if url_path.startswith(p + "/")), key=len)
+        return routes[prefix][1]
+
+    # Every public path lands on its service: the turns' events and cancel routes, the
+    # live card events, the web client and its config.
+    cid, mid = "3f1c", "9a2b"
+    assert service_for(f"/v1/conversations/{cid}/messages/{mid}/events") == "glia-chat-api"
+    assert service_for(f"/v1/conversations/{cid}/messages/{mid}/cancel") == "glia-chat-api"
+    assert service_for("/app/config.json") == "glia-chat-api"
+    assert service_for("/v1/cards/events") == "glia-card-query"
+    no_app = one(
+        render(
+            helm, "chat-api", "--set", "ingress.enabled=true", "--set-json", "ingress.extraPaths=[]"
+        ),
+        "Ingress",
+    )
+    assert [p["path"] for p in no_app["spec"]["rules"][0]["http"]["paths"]] == ["/v1/conversations"]
     chat = routes["/v1/conversations"][2]
     assert chat["spec"]["ingressClassName"] == "nginx"
     annotations = chat["metadata"]["annotations"]

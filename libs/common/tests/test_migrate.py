@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from glia_common.cli.migrate import migrate
-from glia_common.settings import Settings
+from glia_common.settings import MigrateSettings
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +32,7 @@ async def test_migrate_creates_database_and_is_idempotent(infra: Any) -> None:
     parts = urlsplit(infra.admin_url)
     database = f"glia_migrate_{secrets.token_hex(4)}"
     app_url = f"postgresql://glia_app:glia_app@{parts.hostname}:{parts.port or 5432}/{database}"
-    settings = Settings(_env_file=None, database_url=app_url, database_admin_url=admin_base)  # type: ignore[call-arg]
+    settings = MigrateSettings(_env_file=None, database_url=app_url, database_admin_url=admin_base)  # type: ignore[call-arg]
     try:
         await asyncio.to_thread(migrate, settings)
         conn = await asyncpg.connect(app_url)  # the app role can log in

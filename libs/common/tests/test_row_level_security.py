@@ -10,26 +10,28 @@ import pytest
 from sqlalchemy import text
 
 from glia_common.db import create_engine, create_sessionmaker, system_transaction, user_transaction
-from glia_common.models import USER_TABLES
-from glia_common.repositories import ConversationRepository, MessageRepository
+from glia_common.models import USER_TABLES, Conversation
+from glia_e2e.seeding import seed_conversation
 
 pytestmark = pytest.mark.integration
 
 
-async def seed(sessionmaker: Any, user_id: str) -> uuid.UUID:
-    async with user_transaction(sessionmaker, user_id) as session:
-        conv = await ConversationRepository.from_session(session).create(user_id, "secret")
-        await MessageRepository.from_session(session).add(
-            conversation_id=conv.id, user_id=user_id, role="user", content="hi", status="complete"
-        )
-        return conv.id
+async def seed(settings: Any, user_id: str) -> uuid.UUID:
+    cid, _ = await seed_conversation(settings.database_url, user_id, ["hi"], title="secret")
+    return cid
+
+
+async def visible(session: Any, table: str, conversation_id: uuid.UUID) -> int:
+    column = "id" if table == "conversations" else "conversation_id"
+    query = text(f"SELECT count(*) FROM {table} WHERE {column} = :c").bindparams(c=conversation_id)
+    return int((await session.execute(query)).scalar_one())
 
 
 async def test_app_role_without_user_scope_sees_no_rows(settings: Any, user: str) -> None:
     engine = create_engine(settings)
     try:
         sm = create_sessionmaker(engine)
-        await seed(sm, user)
+        await seed(settings, user)
         async with system_transaction(sm) as session:
             for table in USER_TABLES:
                 count = (await session.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one()
@@ -47,12 +49,11 @@ async def test_user_scope_is_transaction_local_on_a_reused_connection(
     try:
         sm = create_sessionmaker(engine)
         alice, bob = user, user + "-b"
-        alice_conv = await seed(sm, alice)
+        alice_conv = await seed(settings, alice)
         async with user_transaction(sm, bob) as session:
-            repo = ConversationRepository.from_session(session)
-            assert await repo.get(alice_conv) is None
-            assert (await repo.list_recent(100, None)).items == []
-            assert await MessageRepository.from_session(session).for_conversation(alice_conv) == []
+            assert await visible(session, "conversations", alice_conv) == 0
+            assert (await session.execute(text("SELECT count(*) FROM conversations"))).scalar() == 0
+            assert await visible(session, "messages", alice_conv) == 0
         # After Bob's transaction, the connection carries no user at all.
         async with system_transaction(sm) as session:
             setting = (
@@ -63,7 +64,8 @@ async def test_user_scope_is_transaction_local_on_a_reused_connection(
                 await session.execute(text("SELECT count(*) FROM conversations"))
             ).scalar_one() == 0
         async with user_transaction(sm, alice) as session:
-            assert await ConversationRepository.from_session(session).get(alice_conv) is not None
+            assert await visible(session, "conversations", alice_conv) == 1
+            assert await visible(session, "messages", alice_conv) == 1
     finally:
         await engine.dispose()
 
@@ -74,7 +76,8 @@ async def test_app_role_cannot_write_rows_for_another_user(settings: Any, user: 
         sm = create_sessionmaker(engine)
         with pytest.raises(Exception, match="row-level security"):
             async with user_transaction(sm, user) as session:
-                await ConversationRepository.from_session(session).create(user + "-victim", "x")
+                session.add(Conversation(id=uuid.uuid4(), user_id=user + "-victim", title="x"))
+                await session.flush()
     finally:
         await engine.dispose()
 

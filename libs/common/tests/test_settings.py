@@ -4,32 +4,43 @@ from __future__ import annotations
 
 import pytest
 
-from glia_common.settings import Settings, async_database_url, with_database
+from glia_common.settings import (
+    AuthSettings,
+    LlmSettings,
+    MigrateSettings,
+    ServiceSettings,
+    async_database_url,
+    with_database,
+)
 
 
 def test_defaults_match_the_contract(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("GLIA_DATABASE_URL", "GLIA_AMQP_URL", "GLIA_JWT_AUDIENCE", "GLIA_HTTP_HOST"):
         monkeypatch.delenv(name, raising=False)
-    s = Settings(_env_file=None)  # type: ignore[call-arg]
-    assert s.database_url == "postgresql://glia_app:glia_app@127.0.0.1:5432/glia"
-    assert s.database_admin_url == "postgresql://postgres@127.0.0.1:5432/postgres"
+    m = MigrateSettings(_env_file=None)  # type: ignore[call-arg]
+    assert m.database_url == "postgresql://glia_app:glia_app@127.0.0.1:5432/glia"
+    assert m.database_admin_url == "postgresql://postgres@127.0.0.1:5432/postgres"
+    s = ServiceSettings(_env_file=None)  # type: ignore[call-arg]
+    assert s.database_url == m.database_url
     assert s.amqp_url == "amqp://guest:guest@127.0.0.1:5672/"
-    assert (s.http_host, s.http_port, s.jwt_audience) == ("127.0.0.1", None, "glia")
-    assert not s.llm_configured
+    assert (s.http_host, s.http_port) == ("127.0.0.1", None)
+    assert AuthSettings(_env_file=None).jwt_audience == "glia"  # type: ignore[call-arg]
+    assert not LlmSettings(_env_file=None).llm_configured  # type: ignore[call-arg]
 
 
 def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GLIA_HTTP_PORT", "9123")
     monkeypatch.setenv("GLIA_LLM_API_KEY", "sk-test")
     monkeypatch.setenv("GLIA_LLM_TIMEOUT_S", "2.5")
-    s = Settings(_env_file=None)  # type: ignore[call-arg]
-    assert s.http_port == 9123 and s.llm_configured and s.llm_timeout_s == 2.5
+    s = ServiceSettings(_env_file=None)  # type: ignore[call-arg]
+    llm = LlmSettings(_env_file=None)  # type: ignore[call-arg]
+    assert s.http_port == 9123 and llm.llm_configured and llm.llm_timeout_s == 2.5
 
 
 def test_bad_values_are_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GLIA_HTTP_PORT", "not-a-port")
     with pytest.raises(ValueError):
-        Settings(_env_file=None)  # type: ignore[call-arg]
+        ServiceSettings(_env_file=None)  # type: ignore[call-arg]
 
 
 @pytest.mark.parametrize(
@@ -51,3 +62,20 @@ def test_async_database_url_refuses_other_schemes() -> None:
 
 def test_with_database_swaps_only_the_name() -> None:
     assert with_database("postgresql://u:p@h:1/a?x=1", "b") == "postgresql://u:p@h:1/b?x=1"
+
+
+def test_default_passwords_are_refused_in_production(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("GLIA_DATABASE_URL", "GLIA_AMQP_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("GLIA_ENVIRONMENT", "production")
+    with pytest.raises(ValueError, match="GLIA_DATABASE_URL"):
+        ServiceSettings(_env_file=None)  # type: ignore[call-arg]
+    monkeypatch.setenv("GLIA_DATABASE_URL", "postgresql://glia_app:s3cret-app@db/glia")
+    with pytest.raises(ValueError, match="GLIA_AMQP_URL"):
+        ServiceSettings(_env_file=None)  # type: ignore[call-arg]
+    monkeypatch.setenv("GLIA_AMQP_URL", "amqp://glia-chat:s3cret-mq@mq:5672/glia")
+    assert ServiceSettings(_env_file=None).environment == "production"  # type: ignore[call-arg]
+    # In development the defaults are fine.
+    monkeypatch.setenv("GLIA_ENVIRONMENT", "development")
+    monkeypatch.delenv("GLIA_AMQP_URL")
+    assert ServiceSettings(_env_file=None).amqp_url.startswith("amqp://guest:guest@")  # type: ignore[call-arg]

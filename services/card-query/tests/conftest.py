@@ -9,13 +9,9 @@ import httpx
 import pytest
 
 from glia_card_query.main import create_app
-from glia_common.db import create_engine, create_sessionmaker, user_transaction
-from glia_common.repositories import (
-    ConversationRepository,
-    MessageRepository,
-    NewCard,
-)
-from glia_common.repositories.extraction import ExtractionStore
+from glia_e2e.seeding import seed_conversation
+from glia_extractor.extraction.store import ExtractionStore
+from glia_extractor.extraction.types import CardDraft
 
 
 @pytest.fixture
@@ -27,30 +23,15 @@ async def cards_api(serve: Any, settings: Any) -> AsyncIterator[httpx.AsyncClien
         yield client
 
 
-@pytest.fixture
-async def sessionmaker(settings: Any) -> AsyncIterator[Any]:
-    engine = create_engine(settings)
-    yield create_sessionmaker(engine)
-    await engine.dispose()
-
-
 MakeConversation = Callable[..., Awaitable[uuid.UUID]]
 
 
 @pytest.fixture
-def conversation(sessionmaker: Any) -> MakeConversation:
+def conversation(settings: Any) -> MakeConversation:
     async def make(user: str, messages: int = 2) -> uuid.UUID:
-        async with user_transaction(sessionmaker, user) as session:
-            conv = await ConversationRepository.from_session(session).create(user, "cards")
-            for i in range(messages):
-                await MessageRepository.from_session(session).add(
-                    conversation_id=conv.id,
-                    user_id=user,
-                    role="user" if i % 2 == 0 else "assistant",
-                    content=f"message {i}",
-                    status="complete",
-                )
-            return conv.id
+        texts = [f"message {i}" for i in range(messages)]
+        cid, _ = await seed_conversation(settings.database_url, user, texts, title="cards")
+        return cid
 
     return make
 
@@ -80,7 +61,7 @@ def derive(settings: Any) -> Derive:
                     run_id=run_id,
                     origin="fallback",
                     cards=[
-                        NewCard(k, f"{k} {i}", f"body {i}", "fallback", [])
+                        CardDraft(k, f"{k} {i}", f"body {i}", ())  # type: ignore[arg-type]
                         for i, k in enumerate(kinds)
                     ],
                     source_message_count=complete,

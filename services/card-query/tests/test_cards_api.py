@@ -24,7 +24,7 @@ async def test_freshness_none_pending_current(
     user: str,
     conversation: Any,
     derive: Any,
-    sessionmaker: Any,
+    settings: Any,
 ) -> None:
     empty = await conversation(user, messages=0)
     body = (
@@ -59,13 +59,9 @@ async def test_freshness_none_pending_current(
     assert [c["kind"] for c in body["items"]] == ["summary", "fact"]
 
     # A newer committed message makes it pending again.
-    from glia_common.db import user_transaction
-    from glia_common.repositories import MessageRepository
+    from glia_e2e.seeding import seed_conversation
 
-    async with user_transaction(sessionmaker, user) as session:
-        await MessageRepository.from_session(session).add(
-            conversation_id=cid, user_id=user, role="user", content="more", status="complete"
-        )
+    await seed_conversation(settings.database_url, user, ["more"], conversation_id=cid)
     body = (
         await cards_api.get(
             "/v1/cards", params={"conversation_id": str(cid)}, headers=h(mint, user)

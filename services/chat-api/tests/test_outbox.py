@@ -118,32 +118,33 @@ async def test_concurrent_relays_publish_each_row_once(
     from sqlalchemy import insert
 
     from glia_chat_api.outbox.relay import OutboxRelay
-    from glia_common.contracts.extraction import EXTRACTION_ROUTING_KEY, ExtractionRequested
     from glia_common.db import create_engine, create_sessionmaker, user_transaction
-    from glia_common.messaging import build_broker, declare_topology
+    from glia_common.messaging import (
+        EXTRACTION_ROUTING_KEY,
+        ExtractionRequested,
+        build_broker,
+        declare_topology,
+    )
     from glia_common.models import OutboxMessage
-    from glia_common.repositories import ConversationRepository
+    from glia_e2e.seeding import seed_conversation
 
     engine = create_engine(settings)
     sm = create_sessionmaker(engine)
+    cid, _ = await seed_conversation(settings.database_url, user, title="relay race")
     async with user_transaction(sm, user) as session:
-        conv = await ConversationRepository.from_session(session).create(user, "relay race")
         for i in range(40):
-            payload = ExtractionRequested.now(conv.id, user, f"race-{i}")
+            payload = ExtractionRequested.now(cid, user, f"race-{i}")
             await session.execute(
                 insert(OutboxMessage).values(
                     user_id=user,
-                    conversation_id=conv.id,
+                    conversation_id=cid,
                     routing_key=EXTRACTION_ROUTING_KEY,
                     payload=payload.model_dump(mode="json"),
                     headers={},
                 )
             )
     brokers = [build_broker(settings, logger=None) for _ in range(2)]
-    relays = [
-        OutboxRelay(sm, b, batch_size=7, poll_interval_s=0.05, turn_stale_after_s=3600)
-        for b in brokers
-    ]
+    relays = [OutboxRelay(sm, b, batch_size=7, poll_interval_s=0.05) for b in brokers]
     try:
         for b in brokers:
             await b.connect()
@@ -164,7 +165,7 @@ async def test_concurrent_relays_publish_each_row_once(
         while (message := await queue.get(no_ack=False, fail=False)) is not None:
             await message.ack()
             body = json.loads(message.body)
-            if body["conversation_id"] == str(conv.id):
+            if body["conversation_id"] == str(cid):
                 seen.append(body["request_id"])
         await connection.close()
         assert sorted(seen) == sorted(f"race-{i}" for i in range(40))
@@ -178,37 +179,27 @@ async def test_abandoned_streaming_turns_are_settled(
     settings: Any, user: str, admin_db: asyncpg.Connection
 ) -> None:
     """A turn whose process died (no checkpoint for too long) becomes incomplete."""
-    from glia_common.db import (
-        create_engine,
-        create_sessionmaker,
-        system_transaction,
-        user_transaction,
-    )
-    from glia_common.repositories import ConversationRepository, MessageRepository, TurnRepository
+    from glia_chat_api.turns.sweeper import StaleTurnSweeper
+    from glia_common.db import create_engine, create_sessionmaker
+    from glia_e2e.seeding import seed_conversation
 
     engine = create_engine(settings)
     sm = create_sessionmaker(engine)
     try:
-        async with user_transaction(sm, user) as session:
-            conv = await ConversationRepository.from_session(session).create(user, None)
-            msg = await MessageRepository.from_session(session).add(
-                conversation_id=conv.id,
-                user_id=user,
-                role="assistant",
-                content="half a",
-                status="streaming",
-            )
-        await admin_db.execute(
-            "UPDATE messages SET updated_at = now() - interval '1 hour' WHERE id = $1", msg.id
+        cid, (msg,) = await seed_conversation(
+            settings.database_url, user, [("assistant", "half a", "streaming")]
         )
-        async with system_transaction(sm) as session:
-            assert await TurnRepository.from_session(session).abandon_stale(60) >= 1
-        row = await admin_db.fetchrow("SELECT status, content FROM messages WHERE id = $1", msg.id)
+        await admin_db.execute(
+            "UPDATE messages SET updated_at = now() - interval '1 hour' WHERE id = $1", msg
+        )
+        woken: list[bool] = []
+        sweeper = StaleTurnSweeper(sm, stale_after_s=60, on_settled=lambda: woken.append(True))
+        assert await sweeper.sweep() >= 1
+        assert woken
+        row = await admin_db.fetchrow("SELECT status, content FROM messages WHERE id = $1", msg)
         assert (row["status"], row["content"]) == ("incomplete", "half a")
         assert (
-            await admin_db.fetchval(
-                "SELECT count(*) FROM outbox WHERE conversation_id = $1", conv.id
-            )
+            await admin_db.fetchval("SELECT count(*) FROM outbox WHERE conversation_id = $1", cid)
             == 1
         )
     finally:

@@ -8,7 +8,7 @@ import uuid
 import pytest
 from fastapi.sse import format_sse_event
 
-from glia_chat_api.streaming.sse import DoneData, ErrorData, EventSequence, StartData
+from glia_chat_api.turns.sse import DoneData, ErrorData, EventSequence, StartData
 
 
 def wire(event) -> str:  # type: ignore[no-untyped-def]

@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 
-from glia_common.contracts import ExtractionRequested
-from glia_common.db import create_engine, create_sessionmaker, user_transaction
+from glia_common.db import create_engine
 from glia_common.llm import build_openai_client
-from glia_common.repositories import ConversationRepository, MessageRepository
+from glia_common.messaging import ExtractionRequested
+from glia_e2e.seeding import seed_conversation
 from glia_extractor.extraction.llm import LlmExtractor
 from glia_extractor.extraction.service import ExtractionJob, ExtractionService
-from glia_fakes.fake_llm import FakeLLM
+from glia_fakes.llm import FakeLLM
 
 
 @pytest.fixture
@@ -29,7 +29,7 @@ MakeService = Callable[..., ExtractionService]
 @pytest.fixture
 def make_service(db: Any, settings_factory: Any, llm: FakeLLM) -> MakeService:
     def make(
-        *, with_llm: bool = True, engine: Any = None, timeout_s: float = 2.0
+        *, with_llm: bool = True, engine: Any = None, timeout_s: float = 2.0, window: int = 40
     ) -> ExtractionService:
         extractor = None
         if with_llm:
@@ -40,7 +40,7 @@ def make_service(db: Any, settings_factory: Any, llm: FakeLLM) -> MakeService:
                 llm_max_retries=0,
             )
             extractor = LlmExtractor(build_openai_client(s), "test-model", "fake")
-        return ExtractionService(engine or db, extractor, lock_timeout_s=30)
+        return ExtractionService(engine or db, extractor, lock_timeout_s=30, window_messages=window)
 
     return make
 
@@ -49,27 +49,16 @@ Seed = Callable[..., Awaitable[uuid.UUID]]
 
 
 @pytest.fixture
-def seed(db: Any) -> Seed:
+def seed(settings: Any) -> Seed:
     """``await seed(user, ["user text", "assistant text", ...])`` -> conversation id."""
 
     async def make(
         user: str, texts: list[str], conversation_id: uuid.UUID | None = None
     ) -> uuid.UUID:
-        sm = create_sessionmaker(db)
-        async with user_transaction(sm, user) as session:
-            if conversation_id is None:
-                conversation_id = (
-                    await ConversationRepository.from_session(session).create(user, None)
-                ).id
-            for i, text in enumerate(texts):
-                await MessageRepository.from_session(session).add(
-                    conversation_id=conversation_id,
-                    user_id=user,
-                    role="user" if i % 2 == 0 else "assistant",
-                    content=text,
-                    status="complete",
-                )
-        return conversation_id
+        cid, _ = await seed_conversation(
+            settings.database_url, user, texts, conversation_id=conversation_id
+        )
+        return cid
 
     return make
 

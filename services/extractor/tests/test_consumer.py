@@ -137,3 +137,18 @@ async def test_metrics_and_health(extractor: Any) -> None:
         metrics = (await client.get("/metrics")).text
         assert "glia_extraction_runs_total" in metrics
         assert "glia_extraction_duplicates_skipped_total" in metrics
+
+
+def test_which_errors_are_transient() -> None:
+    import asyncpg
+    from sqlalchemy.exc import OperationalError
+
+    from glia_extractor.handlers.extraction import is_transient
+
+    assert is_transient(asyncpg.ConnectionDoesNotExistError("gone"))
+    assert is_transient(asyncpg.InterfaceError("connection is closed"))
+    assert is_transient(asyncpg.AdminShutdownError("terminating"))
+    assert is_transient(OperationalError("x", {}, Exception("y")))
+    assert is_transient(TimeoutError())
+    assert not is_transient(asyncpg.CharacterNotInRepertoireError("NUL"))
+    assert not is_transient(ValueError("bug"))

@@ -4,6 +4,7 @@ fallback, abandoned runs, atomic replacement and ordering."""
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from typing import Any
 
@@ -276,3 +277,71 @@ async def test_cards_citing_unknown_messages_are_a_schema_failure(
     await make_service().run(make_job(cid, user))
     [run] = await runs_of(admin_db, cid)
     assert run["failure_class"] == "schema" and run["fallback_used"] is True
+
+
+async def test_a_long_conversation_is_read_through_a_window(
+    make_service: Any, seed: Any, make_job: Any, user: str, admin_db: asyncpg.Connection, llm: Any
+) -> None:
+    """Cards come from the latest messages (and, for the LLM, the summary of the earlier
+    ones), so a run's cost stops growing with the conversation; the source hash still
+    covers every message."""
+    texts = [f"TODO: task number {i}." if i % 2 == 0 else f"Noted {i}." for i in range(12)]
+    cid = await seed(user, texts[:6])
+    assert await make_service(window=4).run(make_job(cid, user)) is Outcome.SUCCEEDED
+    await seed(user, texts[6:], conversation_id=cid)
+    assert await make_service(window=4).run(make_job(cid, user)) is Outcome.SUCCEEDED
+
+    rows = await admin_db.fetch(
+        "SELECT id, role, content FROM messages WHERE conversation_id = $1 ORDER BY seq", cid
+    )
+    window_ids = {str(r["id"]) for r in rows[-4:]}
+    prompt = llm.requests("extraction")[-1]["body"]["messages"][-1]["content"]
+    assert "Summary of the earlier conversation" in prompt
+    shown = set(re.findall(r"^\[([0-9a-f-]{36})\] (?:user|assistant):", prompt, re.MULTILINE))
+    assert shown == window_ids, "only the window's messages are sent"
+    [state] = await admin_db.fetch(
+        "SELECT source_hash, source_message_count FROM extraction_state WHERE conversation_id = $1",
+        cid,
+    )
+    all_messages = [SourceMessage(r["id"], r["role"], r["content"]) for r in rows]
+    assert state["source_hash"] == source_hash(all_messages)
+    assert state["source_message_count"] == 12
+
+    # The rules, too, read only the window.
+    llm.configure(target="extraction", mode="http_500")
+    await seed(user, ["TODO: one more.", "ok"], conversation_id=cid)
+    assert await make_service(window=4).run(make_job(cid, user)) is Outcome.SUCCEEDED
+    rows = await admin_db.fetch(
+        "SELECT id FROM messages WHERE conversation_id = $1 ORDER BY seq", cid
+    )
+    sources = await admin_db.fetch(
+        "SELECT unnest(source_message_ids) AS id FROM cards WHERE conversation_id = $1", cid
+    )
+    assert {s["id"] for s in sources} <= {r["id"] for r in rows[-4:]}
+
+
+async def test_connections_killed_by_the_server_are_transient_and_replaced(
+    make_service: Any, seed: Any, make_job: Any, user: str, admin_db: asyncpg.Connection, infra: Any
+) -> None:
+    """After a database restart every pooled connection is dead, and the pool (which does
+    not ping) hands them out: the failure is transient, and the dead connection is not
+    pooled again, so the retry succeeds."""
+    from glia_extractor.handlers.extraction import is_transient
+
+    service = make_service(with_llm=False)
+    cid = await seed(user, ["first", "run"])
+    assert await service.run(make_job(cid, user)) is Outcome.SUCCEEDED
+    await admin_db.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        " WHERE usename = 'glia_app' AND datname = $1 AND pid <> pg_backend_pid()",
+        infra.database,
+    )
+    other = await seed(user, ["after the", "restart"])
+    outcome = None
+    for _ in range(5):
+        try:
+            outcome = await service.run(make_job(other, user))
+            break
+        except Exception as exc:
+            assert is_transient(exc), repr(exc)
+    assert outcome is Outcome.SUCCEEDED

@@ -63,8 +63,11 @@ def parse_block(block: list[str], comments: list[str]) -> Event | None:
     return Event(name, event_id, data, data_lines)
 
 
-async def iter_events(response: httpx.Response) -> AsyncIterator[Event]:
-    comments: list[str] = []
+async def iter_events(
+    response: httpx.Response, comments: list[str] | None = None
+) -> AsyncIterator[Event]:
+    """The events of a stream; comment lines (heartbeats) go to ``comments`` if given."""
+    comments = comments if comments is not None else []
     block: list[str] = []
     async for line in response.aiter_lines():
         if line == "":
@@ -82,8 +85,9 @@ async def iter_events(response: httpx.Response) -> AsyncIterator[Event]:
 
 async def read_stream(response: httpx.Response) -> Stream:
     if response.headers.get("content-type", "").startswith("text/event-stream"):
-        events = [e async for e in iter_events(response)]
-        return Stream(response.status_code, response.headers, events, [])
+        comments: list[str] = []
+        events = [e async for e in iter_events(response, comments)]
+        return Stream(response.status_code, response.headers, events, comments)
     body = (await response.aread()).decode()
     return Stream(response.status_code, response.headers, [], [], body)
 
@@ -103,5 +107,32 @@ async def post_message(
         f"/v1/conversations/{conversation_id}/messages",
         json={"content": content},
         headers=headers,
+    ) as response:
+        return await read_stream(response)
+
+
+async def resume(
+    client: httpx.AsyncClient,
+    conversation_id: str,
+    message_id: str,
+    token: str,
+    last_event_id: str | None = None,
+    *,
+    as_query: bool = False,
+) -> Stream:
+    """GET the reply's events again, after ``last_event_id`` when given (as the
+    Last-Event-ID header, or the ``last_event_id`` query parameter)."""
+    headers = {"Authorization": f"Bearer {token}"}
+    params = {}
+    if last_event_id is not None:
+        if as_query:
+            params["last_event_id"] = last_event_id
+        else:
+            headers["Last-Event-ID"] = last_event_id
+    async with client.stream(
+        "GET",
+        f"/v1/conversations/{conversation_id}/messages/{message_id}/events",
+        headers=headers,
+        params=params,
     ) as response:
         return await read_stream(response)

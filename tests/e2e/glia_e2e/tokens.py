@@ -44,4 +44,15 @@ def bad_tokens(secret: str, user: str = "mallory") -> dict[str, str]:
         "RS256 without JWKS": jwt.encode(good, rsa_key, algorithm="RS256"),
         "HS256 keyed with a public key": _hmac_token(good, public_pem),
         "empty subject": jwt.encode({**good, "sub": ""}, secret, algorithm="HS256"),
+        # The user's id with a NUL or another control character must never reach SQL.
+        "NUL in subject": jwt.encode({**good, "sub": user + "\x00"}, secret, algorithm="HS256"),
+        "escape in subject": jwt.encode(
+            {**good, "sub": "\x1b[2J" + user}, secret, algorithm="HS256"
+        ),
+        "lone surrogate in subject": jwt.encode(
+            {**good, "sub": user + "\ud800"}, secret, algorithm="HS256"
+        ),
+        "lifetime over the cap": jwt.encode(
+            {**good, "exp": now + 30 * 86_400}, secret, algorithm="HS256"
+        ),
     }

@@ -19,7 +19,7 @@ import pytest
 from openai.types.chat import ChatCompletionChunk
 from openai.types.shared_params import ResponseFormatJSONSchema
 
-from glia_fakes.fake_llm import (
+from glia_fakes.llm import (
     DEFAULT_CHAT_REPLY,
     DEFAULT_CHUNKS,
     FakeLLM,
@@ -116,7 +116,7 @@ async def test_stream_without_usage_and_configured_reply(
 
 async def test_extraction_cards_reference_the_uuids_sent(client: openai.AsyncOpenAI) -> None:
     a, b = str(uuid.uuid4()), str(uuid.uuid4())
-    text = f"[{a}] I moved to Lyon.\n[{b}] My cat is called Tofu.\n[{a}] again"
+    text = f"[{a}] user: I moved to Lyon.\n[{b}] assistant: Tofu, the cat.\n[{a}] user: again"
     cards = json.loads(await extract(client, text))["cards"]
     summary, fact = cards
     assert summary == {

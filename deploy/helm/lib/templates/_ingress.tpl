@@ -1,6 +1,7 @@
 {{/*
-Ingress for one path prefix of the shared public host (chat-api: /v1/conversations,
-card-query: /v1/cards). When .Values.ingress.sse is present, adds the streaming-friendly
+Ingress for the path prefixes of one service on the shared public host (chat-api:
+/v1/conversations and the web client's /app, card-query: /v1/cards): ingress.path, then
+ingress.extraPaths when the chart has them. When .Values.ingress.sse is present, adds the streaming-friendly
 annotations of the chosen controller: SSE replies are long-lived and must not be buffered.
 Annotations given in ingress.annotations win over the presets.
 */}}
@@ -47,13 +48,15 @@ spec:
     - host: {{ required "ingress.host is required when ingress.enabled" $ing.host | quote }}
       http:
         paths:
-          - path: {{ $ing.path }}
+          {{- range prepend ($ing.extraPaths | default list) $ing.path }}
+          - path: {{ . }}
             pathType: {{ $ing.pathType }}
             backend:
               service:
-                name: {{ include "glia.fullname" . }}
+                name: {{ include "glia.fullname" $ }}
                 port:
                   name: http
+          {{- end }}
 {{- end -}}
 {{- end -}}
 

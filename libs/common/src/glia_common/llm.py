@@ -15,10 +15,10 @@ from opentelemetry import trace
 from opentelemetry.trace import Span
 from pydantic import ValidationError
 
-from glia_common.settings import Settings
+from glia_common.settings import LlmSettings
 
 
-def build_openai_client(settings: Settings) -> AsyncOpenAI:
+def build_openai_client(settings: LlmSettings) -> AsyncOpenAI:
     """Few SDK retries (GLIA_LLM_MAX_RETRIES) so one job cannot multiply into many calls."""
     api_key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else ""
     return AsyncOpenAI(

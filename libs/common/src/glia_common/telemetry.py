@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
-from glia_common.settings import Settings
+from glia_common.settings import ServiceSettings
 
 _configured: set[str] = set()
 
@@ -41,7 +41,7 @@ class _StderrLogger(structlog.WriteLogger):
         self.name = name
 
 
-def configure_logging(settings: Settings, service_name: str) -> None:
+def configure_logging(settings: ServiceSettings, service_name: str) -> None:
     """Glia's own log lines are rendered by structlog and written straight to stderr
     (no stdlib LogRecord, handler lock or formatter per line: they are on every hot
     path). Libraries' stdlib logging goes through the same processors and renderer."""
@@ -136,7 +136,7 @@ def configure_tracing(service_name: str) -> TracerProvider:
     return provider
 
 
-def configure_telemetry(service_name: str, settings: Settings) -> None:
+def configure_telemetry(service_name: str, settings: ServiceSettings) -> None:
     """Logging and tracing for a process; safe to call more than once."""
     configure_logging(settings, service_name)
     if service_name not in _configured and not _configured:

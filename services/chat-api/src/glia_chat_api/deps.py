@@ -8,16 +8,17 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from glia_chat_api.streaming.runner import TurnRunner
+from glia_chat_api.settings import ChatApiSettings
+from glia_chat_api.turns.runner import TurnRunner
+from glia_chat_api.turns.signals import TurnSignals
 from glia_common.db import user_transaction
-from glia_common.settings import Settings
 from glia_common.web.security import CurrentPrincipal
 
 
 # Coroutines, not plain functions: FastAPI runs a plain-function dependency on a worker
 # thread, a thread hop per request for a field read.
-async def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
+async def _settings(request: Request) -> ChatApiSettings:
+    settings: ChatApiSettings = request.app.state.settings
     return settings
 
 
@@ -36,10 +37,16 @@ async def _runner(request: Request) -> TurnRunner:
     return runner
 
 
-SettingsDep = Annotated[Settings, Depends(_settings)]
+async def _signals(request: Request) -> TurnSignals:
+    signals: TurnSignals = request.app.state.turn_signals
+    return signals
+
+
+SettingsDep = Annotated[ChatApiSettings, Depends(_settings)]
 EngineDep = Annotated[AsyncEngine, Depends(_engine)]
 SessionMakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(_sessionmaker)]
 RunnerDep = Annotated[TurnRunner, Depends(_runner)]
+SignalsDep = Annotated[TurnSignals, Depends(_signals)]
 
 
 async def _user_session(

@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from glia_chat_api.api import conversations, messages
+from glia_chat_api.conversations import routes as conversations
 from glia_chat_api.llm import ChatModel, LocalResponder, OpenAIChat
+from glia_chat_api.llm.budget import HistoryBudget
 from glia_chat_api.outbox.relay import OutboxRelay
-from glia_chat_api.streaming.runner import TurnRunner
+from glia_chat_api.settings import ChatApiSettings
+from glia_chat_api.turns import routes as turns
+from glia_chat_api.turns.runner import TurnRunner
+from glia_chat_api.turns.signals import TurnSignals
+from glia_chat_api.turns.sweeper import StaleTurnSweeper
+from glia_chat_api.webapp import mount_web_app
 from glia_common.auth import TokenVerifier
 from glia_common.db import create_engine, create_sessionmaker
 from glia_common.llm import build_openai_client, provider_name
 from glia_common.messaging import build_broker
-from glia_common.settings import Settings, get_settings
+from glia_common.settings import driver_database_url
 from glia_common.telemetry import configure_telemetry, get_logger, shutdown_telemetry
+from glia_common.web.cors import install_cors
 from glia_common.web.service import build_service_app, serve
 
 SERVICE_NAME = "glia-chat-api"
@@ -27,20 +36,25 @@ DRAIN_TIMEOUT_S = 25.0
 log = get_logger(__name__)
 
 
-def build_chat_model(settings: Settings) -> ChatModel:
+def build_chat_model(settings: ChatApiSettings) -> ChatModel:
     if not settings.llm_configured:
         return LocalResponder()
     return OpenAIChat(
-        build_openai_client(settings), settings.chat_model, provider_name(settings.llm_base_url)
+        build_openai_client(settings),
+        settings.chat_model,
+        provider_name(settings.llm_base_url),
+        max_tokens=settings.chat_max_tokens,
     )
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or get_settings()
+def create_app(settings: ChatApiSettings | None = None) -> FastAPI:
+    settings = settings or ChatApiSettings()
     configure_telemetry(SERVICE_NAME, settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # First: auth settings that cannot work stop the process before anything opens.
+        app.state.token_verifier = TokenVerifier(settings)
         engine = create_engine(settings)
         sessionmaker = create_sessionmaker(engine)
         broker = build_broker(settings, logger=None)
@@ -49,7 +63,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             broker,
             batch_size=settings.outbox_batch_size,
             poll_interval_s=settings.outbox_poll_interval_s,
-            turn_stale_after_s=settings.turn_stale_after_s,
+        )
+        sweeper = StaleTurnSweeper(
+            sessionmaker,
+            stale_after_s=settings.turn_stale_after_s,
+            interval_s=settings.turn_sweep_interval_s,
+            on_settled=relay.wake,
         )
         model = build_chat_model(settings)
         app.state.settings = settings
@@ -57,29 +76,52 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.sessionmaker = sessionmaker
         app.state.broker = broker
         app.state.relay = relay
-        app.state.token_verifier = TokenVerifier(settings)
-        app.state.turn_runner = TurnRunner(engine, model, on_settled=relay.wake)
+        runner = TurnRunner(
+            engine, model, HistoryBudget(settings.chat_history_tokens), on_settled=relay.wake
+        )
+        signals = TurnSignals(
+            driver_database_url(settings.database_url),
+            on_follow=runner.follow_requested,
+            on_cancel=runner.cancel,
+        )
+        app.state.turn_runner = runner
+        app.state.turn_signals = signals
+        signals.start()
         relay.start()
+        background = [
+            asyncio.create_task(sweeper.run_forever(), name="stale-turn-sweeper"),
+            asyncio.create_task(runner.heartbeat_forever(), name="turn-heartbeats"),
+        ]
         log.info("chat_api.started", llm=model.provider, model=model.model)
         try:
             yield
         finally:
-            await app.state.turn_runner.drain(DRAIN_TIMEOUT_S)
+            await runner.drain(DRAIN_TIMEOUT_S)
+            await signals.stop()
+            for task in background:
+                task.cancel()
+            for task in background:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await relay.stop()
             await engine.dispose()
             shutdown_telemetry()
 
-    return build_service_app(
+    app = build_service_app(
         title="Glia chat API",
         description="Authenticated conversations with an assistant, streamed over "
         "Server-Sent Events.",
         lifespan=lifespan,
-        routers=[conversations.router, messages.router],
+        settings=settings,
+        routers=[conversations.router, turns.router],
     )
+    mount_web_app(app, settings)
+    install_cors(app, settings)
+    return app
 
 
 def run() -> None:
-    settings = get_settings()
+    settings = ChatApiSettings()
     serve(create_app(settings), settings, DEFAULT_PORT, graceful_timeout_s=DRAIN_TIMEOUT_S + 5)
 
 

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-ACTIVE_STREAMS = Gauge("glia_chat_active_streams", "Turns streaming now.")
+ACTIVE_STREAMS = Gauge(
+    "glia_chat_active_streams", "Open turn streams (first requests and resumed ones)."
+)
 TURNS = Counter(
     "glia_chat_turns_total",
-    "Finished turns by outcome (complete, failed, incomplete, ended_elsewhere, unsaved).",
+    "Finished turns by outcome (complete, failed, incomplete, cancelled, ended_elsewhere, "
+    "unsaved).",
     ["outcome"],
+)
+RESUMES = Counter(
+    "glia_chat_resumes_total",
+    "Resumed turn streams, by where they were read from (live: the turn runs in this "
+    "process; stored: the database, for settled turns and those of other replicas).",
+    ["source"],
 )
 FIRST_TOKEN = Histogram(
     "glia_chat_first_delta_seconds",

@@ -22,17 +22,17 @@ from typing import Any
 import aio_pika
 from sqlalchemy import func, select, text
 
-from glia_common.contracts.extraction import EXTRACTION_ROUTING_KEY
 from glia_common.db import create_engine, create_sessionmaker, system_transaction, user_transaction
 from glia_common.messaging import (
     DEAD_LETTER_QUEUE_NAME,
     EXCHANGE_NAME,
+    EXTRACTION_ROUTING_KEY,
     build_broker,
     declare_topology,
 )
-from glia_common.repositories import RunRepository
-from glia_common.settings import Settings, get_settings
+from glia_extractor.extraction.runs import RunRecords
 from glia_extractor.reconciler import request_extraction
+from glia_extractor.settings import ExtractorSettings
 
 RUN_COLUMNS = (
     "started_at",
@@ -69,7 +69,9 @@ def _table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-async def _owners(settings: Settings, args: argparse.Namespace) -> list[tuple[uuid.UUID, str]]:
+async def _owners(
+    settings: ExtractorSettings, args: argparse.Namespace
+) -> list[tuple[uuid.UUID, str]]:
     engine = create_engine(settings, pool_size=1)
     try:
         sm = create_sessionmaker(engine)
@@ -93,7 +95,7 @@ async def _owners(settings: Settings, args: argparse.Namespace) -> list[tuple[uu
         await engine.dispose()
 
 
-async def cmd_runs(settings: Settings, args: argparse.Namespace) -> int:
+async def cmd_runs(settings: ExtractorSettings, args: argparse.Namespace) -> int:
     owners = await _owners(settings, args)
     if not owners:
         print("no matching conversation", file=sys.stderr)
@@ -104,7 +106,7 @@ async def cmd_runs(settings: Settings, args: argparse.Namespace) -> int:
         sm = create_sessionmaker(engine)
         for cid, user_id in owners:
             async with user_transaction(sm, user_id, read_only=True) as session:
-                for run in await RunRepository.from_session(session).for_conversation(cid):
+                for run in await RunRecords(session).for_conversation(cid):
                     if args.request_id and run.request_id != args.request_id:
                         continue
                     if args.trace_id and run.trace_id != args.trace_id:
@@ -128,12 +130,12 @@ async def cmd_runs(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def cmd_reextract(settings: Settings, args: argparse.Namespace) -> int:
+async def cmd_reextract(settings: ExtractorSettings, args: argparse.Namespace) -> int:
     owners = await _owners(settings, args)
     broker = build_broker(settings, logger=None)
     await broker.connect()
     try:
-        await declare_topology(broker)
+        await declare_topology(broker, operator=True)
         for cid, user_id in owners:
             await request_extraction(
                 broker, cid, user_id, f"admin-{uuid.uuid4().hex[:12]}", replay=True
@@ -144,7 +146,7 @@ async def cmd_reextract(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def cmd_dlq(settings: Settings, args: argparse.Namespace) -> int:
+async def cmd_dlq(settings: ExtractorSettings, args: argparse.Namespace) -> int:
     connection = await aio_pika.connect(settings.amqp_url)
     try:
         channel = await connection.channel(publisher_confirms=True)
@@ -232,7 +234,7 @@ def main(argv: list[str] | None = None) -> None:
                 uuid.UUID(value)
             except ValueError:
                 parser().error(f"--{name} must be a UUID")
-    settings = get_settings()
+    settings = ExtractorSettings()
     command = {"runs": cmd_runs, "reextract": cmd_reextract, "dlq": cmd_dlq}[args.command]
     raise SystemExit(asyncio.run(command(settings, args)))
 

@@ -12,13 +12,13 @@ from fastapi import FastAPI
 from glia_common.db import create_engine, create_sessionmaker
 from glia_common.llm import build_openai_client, provider_name
 from glia_common.messaging import build_broker, declare_topology
-from glia_common.settings import Settings, get_settings
 from glia_common.telemetry import configure_telemetry, get_logger, shutdown_telemetry
 from glia_common.web.service import build_service_app, serve
 from glia_extractor.extraction.llm import LlmExtractor
 from glia_extractor.extraction.service import ExtractionService
 from glia_extractor.handlers.extraction import register
 from glia_extractor.reconciler import Reconciler
+from glia_extractor.settings import ExtractorSettings
 
 SERVICE_NAME = "glia-extractor"
 DEFAULT_PORT = 8002
@@ -26,7 +26,7 @@ DEFAULT_PORT = 8002
 log = get_logger(__name__)
 
 
-def build_llm(settings: Settings) -> LlmExtractor | None:
+def build_llm(settings: ExtractorSettings) -> LlmExtractor | None:
     if not settings.llm_configured:
         return None
     return LlmExtractor(
@@ -36,8 +36,8 @@ def build_llm(settings: Settings) -> LlmExtractor | None:
     )
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or get_settings()
+def create_app(settings: ExtractorSettings | None = None) -> FastAPI:
+    settings = settings or ExtractorSettings()
     configure_telemetry(SERVICE_NAME, settings)
     # A run may wait on the LLM (with its retries) before it can finish: in-flight runs
     # get that long on shutdown, and waiting for a conversation's lock gets twice that.
@@ -50,7 +50,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         broker = build_broker(
             settings, graceful_timeout=run_budget_s, logger=None, apply_types=False
         )
-        service = ExtractionService(engine, build_llm(settings), lock_timeout_s=2 * run_budget_s)
+        service = ExtractionService(
+            engine,
+            build_llm(settings),
+            lock_timeout_s=2 * run_budget_s,
+            window_messages=settings.extraction_window_messages,
+        )
         register(broker, service, prefetch=settings.extractor_prefetch)
         reconciler = Reconciler(
             sessionmaker,
@@ -67,7 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             while True:
                 try:
                     await broker.connect()
-                    await declare_topology(broker)
+                    await declare_topology(broker, operator=True)
                     await broker.start()
                     log.info("extractor.consuming", provider=service.provider, model=service.model)
                     return
@@ -99,11 +104,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Glia extractor",
         description="Extraction worker: health, readiness and metrics.",
         lifespan=lifespan,
+        settings=settings,
     )
 
 
 def run() -> None:
-    settings = get_settings()
+    settings = ExtractorSettings()
     serve(
         create_app(settings), settings, DEFAULT_PORT, graceful_timeout_s=settings.llm_timeout_s + 15
     )

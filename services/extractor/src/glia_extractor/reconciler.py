@@ -13,10 +13,14 @@ from faststream.rabbit import RabbitBroker
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from glia_common.contracts import ExtractionRequested
-from glia_common.contracts.extraction import EXTRACTION_ROUTING_KEY
 from glia_common.db import system_transaction
-from glia_common.messaging import EXCHANGE
+from glia_common.messaging import (
+    EXCHANGE,
+    EXTRACTION_ROUTING_KEY,
+    OPERATOR_EXCHANGE,
+    REPLAY_ROUTING_KEY,
+    ExtractionRequested,
+)
 from glia_common.telemetry import get_logger
 from glia_extractor import metrics
 
@@ -31,14 +35,15 @@ async def request_extraction(
     *,
     replay: bool = False,
 ) -> None:
+    """A replay (glia-admin) goes through the operator exchange: the extractor re-runs it
+    even when the cards are current, which a request through the main exchange never is."""
     message = ExtractionRequested.now(conversation_id, user_id, request_id)
     await broker.publish(
         message.model_dump(mode="json"),
-        exchange=EXCHANGE,
-        routing_key=EXTRACTION_ROUTING_KEY,
+        exchange=OPERATOR_EXCHANGE if replay else EXCHANGE,
+        routing_key=REPLAY_ROUTING_KEY if replay else EXTRACTION_ROUTING_KEY,
         persist=True,
         mandatory=True,
-        headers={"x-glia-replay": "1"} if replay else None,
         correlation_id=request_id,
         content_type="application/json",
         timeout=10.0,

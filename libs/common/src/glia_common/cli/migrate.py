@@ -17,10 +17,9 @@ from alembic import command
 from alembic.config import Config
 
 from glia_common.settings import (
-    Settings,
+    MigrateSettings,
     async_database_url,
     driver_database_url,
-    get_settings,
     with_database,
 )
 
@@ -36,7 +35,7 @@ def alembic_config(admin_url_for_db: str) -> Config:
     return cfg
 
 
-async def ensure_database_and_role(settings: Settings) -> None:
+async def ensure_database_and_role(settings: MigrateSettings) -> None:
     app = urlsplit(settings.database_url)
     role = unquote(app.username or "glia_app")
     password = unquote(app.password) if app.password else None
@@ -62,7 +61,7 @@ async def ensure_database_and_role(settings: Settings) -> None:
         await admin.close()
 
 
-async def grant_app_role(settings: Settings) -> None:
+async def grant_app_role(settings: MigrateSettings) -> None:
     app = urlsplit(settings.database_url)
     role = unquote(app.username or "glia_app")
     database = app.path.lstrip("/") or "glia"
@@ -85,7 +84,7 @@ async def grant_app_role(settings: Settings) -> None:
         await conn.close()
 
 
-def migrate(settings: Settings, revision: str = "head") -> None:
+def migrate(settings: MigrateSettings, revision: str = "head") -> None:
     asyncio.run(ensure_database_and_role(settings))
     database = urlsplit(settings.database_url).path.lstrip("/") or "glia"
     command.upgrade(alembic_config(with_database(settings.database_admin_url, database)), revision)
@@ -97,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--revision", default="head", help="target revision (default: head)")
     args = parser.parse_args(argv)
     try:
-        migrate(get_settings(), args.revision)
+        migrate(MigrateSettings(), args.revision)
     except (OSError, asyncpg.PostgresError) as exc:
         print(f"glia-migrate: {exc}", file=sys.stderr)
         raise SystemExit(1) from exc

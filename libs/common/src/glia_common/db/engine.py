@@ -4,14 +4,18 @@ import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 
-from glia_common.settings import Settings, async_database_url, driver_database_url
+from glia_common.settings import DatabaseSettings, async_database_url, driver_database_url
 
 # Keep the server from holding a transaction open forever if a client stalls.
 SERVER_SETTINGS = {"idle_in_transaction_session_timeout": "60000"}
+# And keep a client from waiting forever on a server that stopped answering (a peer gone
+# without a reset reaching us): no statement here takes this long. A statement that may
+# (the extractor's lock wait) passes its own timeout.
+COMMAND_TIMEOUT_S = 60.0
 
 
 def create_engine(
-    settings: Settings,
+    settings: DatabaseSettings,
     *,
     url: str | None = None,
     pool_size: int | None = None,
@@ -27,7 +31,7 @@ def create_engine(
         max_overflow=settings.database_max_overflow,
         pool_pre_ping=pre_ping,
         pool_recycle=1800,
-        connect_args={"server_settings": SERVER_SETTINGS},
+        connect_args={"server_settings": SERVER_SETTINGS, "command_timeout": COMMAND_TIMEOUT_S},
     )
 
 
@@ -35,7 +39,7 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
-async def create_driver_pool(settings: Settings) -> asyncpg.Pool:
+async def create_driver_pool(settings: DatabaseSettings) -> asyncpg.Pool:
     """A plain asyncpg pool for the app role, for a service whose every query runs on
     the driver (card query): checking a connection out of it costs a fraction of an
     engine checkout. Its ceiling is an engine's steady size, without overflow: one
@@ -48,4 +52,5 @@ async def create_driver_pool(settings: Settings) -> asyncpg.Pool:
         max_size=settings.database_pool_size,
         max_inactive_connection_lifetime=300,
         server_settings=SERVER_SETTINGS,
+        command_timeout=COMMAND_TIMEOUT_S,
     )

@@ -17,8 +17,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 SET_USER = "SELECT set_config('glia.user_id', $1, true)"
 
-# What a pooled connection that died with its server (a database restart) raises.
-_DEAD_CONNECTION = (asyncpg.ConnectionDoesNotExistError, asyncpg.InterfaceError, OSError)
+# What a connection that lost its server (a restart, a cut, an administrator's
+# termination) raises on the driver: work on it can be retried on another connection.
+CONNECTION_ERRORS = (
+    asyncpg.PostgresConnectionError,  # SQLSTATE class 08, and a connection already gone
+    asyncpg.OperatorInterventionError,  # class 57: shutdown, terminated, starting up
+    asyncpg.InterfaceError,  # the driver's own "connection is closed"
+    OSError,
+    TimeoutError,
+)
 
 
 async def set_user_scope(session: AsyncSession, user_id: str) -> None:
@@ -72,7 +79,7 @@ async def user_connection(
                     readonly=read_only, isolation="repeatable_read" if read_only else None
                 )
                 await transaction.start()
-            except _DEAD_CONNECTION:
+            except CONNECTION_ERRORS:
                 # The server went away: so did every pooled connection. Start afresh.
                 await discard()
                 if attempt == 2:

@@ -17,7 +17,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import Mapped, Unmapped, mapped_column, unmapped_column
 
 from glia_common.models.base import Base, created_at_column, user_id_column, uuid_pk
@@ -111,6 +111,11 @@ class Turn(Base):
     error_code: Mapped[str | None] = mapped_column(Text)
     error_message: Mapped[str | None] = mapped_column(Text)
     error_retryable: Mapped[bool | None] = mapped_column(Boolean)
+    # Where each streamed delta ends in the assistant message's text (in characters):
+    # with the text, they rebuild the stream's events for a resuming client.
+    delta_ends: Mapped[list[int]] = mapped_column(
+        ARRAY(Integer), nullable=False, server_default="{}"
+    )
     created_at: Mapped[datetime] = created_at_column()
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -124,4 +129,6 @@ class Turn(Base):
         ),
         Index("ix_turns_assistant_message_id", "assistant_message_id"),
         Index("ix_turns_conversation_id", "conversation_id"),
+        # A user's turns of the last minute (the per-user rate limit).
+        Index("ix_turns_user_created", "user_id", "created_at"),
     )

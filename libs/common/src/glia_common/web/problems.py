@@ -34,7 +34,7 @@ _CODES = {
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",
-    413: "too_large",
+    413: "body_too_large",
     415: "unsupported_media_type",
     422: "validation_error",
     429: "rate_limited",

@@ -14,7 +14,8 @@ from fastapi.exceptions import RequestValidationError
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from sqlalchemy import text
 
-from glia_common.settings import Settings
+from glia_common.settings import ServiceSettings
+from glia_common.web.body_limit import BodyLimitMiddleware
 from glia_common.web.health import health_router
 from glia_common.web.metrics import install_metrics
 from glia_common.web.problems import (
@@ -51,6 +52,7 @@ def build_service_app(
     title: str,
     description: str,
     lifespan: Any,
+    settings: ServiceSettings,
     routers: Sequence[APIRouter] = (),
     connect_broker_for_readiness: bool = False,
 ) -> FastAPI:
@@ -83,6 +85,8 @@ def build_service_app(
         app, excluded_urls="healthz,readyz,metrics", exclude_spans=["receive", "send"]
     )
     install_metrics(app)
+    # Outermost: request ids on every answer, then the size limit before anything reads.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.http_max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     return app
 
@@ -107,7 +111,9 @@ def _authenticate_before_validation(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, on_validation)
 
 
-def serve(app: FastAPI, settings: Settings, default_port: int, graceful_timeout_s: float) -> None:
+def serve(
+    app: FastAPI, settings: ServiceSettings, default_port: int, graceful_timeout_s: float
+) -> None:
     # What exists now (modules, routes, models, schemas) lives as long as the process:
     # freeze it out of the collector's full passes, which would otherwise scan it all
     # every time (about 40 ms for a service here, a pause every request waits through).

@@ -28,10 +28,11 @@ def chat_error(exc: BaseException) -> ChatError:
 
 
 class OpenAIChat:
-    def __init__(self, client: AsyncOpenAI, model: str, provider: str) -> None:
+    def __init__(self, client: AsyncOpenAI, model: str, provider: str, max_tokens: int) -> None:
         self._client = client
         self.model = model
         self.provider = provider
+        self._max_tokens = max_tokens
 
     async def stream(self, history: list[ChatTurnMessage]) -> AsyncGenerator[ChatChunk, None]:
         messages: list[Any] = [{"role": "system", "content": SYSTEM_PROMPT}]
@@ -45,6 +46,7 @@ class OpenAIChat:
                     messages=messages,
                     stream=True,
                     stream_options={"include_usage": True},
+                    max_tokens=self._max_tokens,
                 )
                 async with stream:
                     async for chunk in stream:

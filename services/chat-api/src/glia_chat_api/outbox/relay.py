@@ -19,11 +19,10 @@ from opentelemetry import propagate
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from glia_chat_api import metrics
+from glia_chat_api.outbox.store import OutboxStore
 from glia_common.db import system_transaction
 from glia_common.messaging import EXCHANGE, declare_topology
 from glia_common.models import OutboxMessage
-from glia_common.repositories import OutboxRepository
-from glia_common.repositories.turns import TurnRepository
 from glia_common.telemetry import get_logger
 
 log = get_logger(__name__)
@@ -31,7 +30,7 @@ log = get_logger(__name__)
 PUBLISH_TIMEOUT_S = 5.0
 MAX_BACKOFF_S = 10.0
 STATS_INTERVAL_S = 5.0
-SWEEP_EVERY_ROUNDS = 6  # every 30 s
+PURGE_EVERY_ROUNDS = 720  # every hour
 PURGE_SENT_AFTER_S = 24 * 3600.0
 
 
@@ -43,13 +42,11 @@ class OutboxRelay:
         *,
         batch_size: int,
         poll_interval_s: float,
-        turn_stale_after_s: float,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._broker = broker
         self._batch_size = batch_size
         self._poll_interval_s = poll_interval_s
-        self._turn_stale_after_s = turn_stale_after_s
         self._wake = asyncio.Event()
         self._connected = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -116,7 +113,7 @@ class OutboxRelay:
     async def publish_batch(self) -> int:
         """Publish one batch of unsent rows; the number published."""
         async with system_transaction(self._sessionmaker) as session:
-            outbox = OutboxRepository.from_session(session)
+            outbox = OutboxStore(session)
             rows = await outbox.claim(self._batch_size)
             if not rows:
                 return 0
@@ -155,37 +152,21 @@ class OutboxRelay:
             otel_context.detach(token)
 
     async def _maintain(self) -> None:
-        """Report the backlog; settle turns abandoned by a dead process; forget old sent rows."""
+        """Report the backlog; now and then forget rows sent long ago."""
         rounds = 0
         while True:
             try:
                 async with system_transaction(self._sessionmaker) as session:
-                    backlog, oldest_age_s = await OutboxRepository.from_session(session).stats()
+                    outbox = OutboxStore(session)
+                    backlog, oldest_age_s = await outbox.stats()
+                    purged = await outbox.purge_sent(PURGE_SENT_AFTER_S) if rounds == 0 else 0
                 metrics.OUTBOX_BACKLOG.set(backlog)
                 metrics.OUTBOX_OLDEST_AGE.set(oldest_age_s)
+                if purged:
+                    log.info("outbox.purged", count=purged)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("outbox.stats_error", error=type(exc).__name__)
-            rounds += 1
-            if rounds % SWEEP_EVERY_ROUNDS == 1:
-                await self._sweep()
+                log.warning("outbox.maintenance_error", error=type(exc).__name__)
+            rounds = (rounds + 1) % PURGE_EVERY_ROUNDS
             await asyncio.sleep(STATS_INTERVAL_S)
-
-    async def _sweep(self) -> None:
-        try:
-            async with system_transaction(self._sessionmaker) as session:
-                swept = await TurnRepository.from_session(session).abandon_stale(
-                    self._turn_stale_after_s
-                )
-                purged = await OutboxRepository.from_session(session).purge_sent(PURGE_SENT_AFTER_S)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.warning("outbox.maintenance_error", error=type(exc).__name__)
-            return
-        if swept:
-            log.warning("turns.abandoned_settled", count=swept)
-            self.wake()
-        if purged:
-            log.info("outbox.purged", count=purged)

@@ -90,7 +90,9 @@ class LlmResult:
     usage: dict[str, Any] | None
 
 
-def build_prompt(messages: Sequence[SourceMessage]) -> str:
+def build_prompt(messages: Sequence[SourceMessage], earlier_summary: str | None = None) -> str:
+    """The latest messages (newest first up to the budget, then in order), after the
+    summary of the earlier conversation when the messages are only its latest part."""
     lines: list[str] = []
     used = 0
     for m in reversed(messages):
@@ -100,7 +102,15 @@ def build_prompt(messages: Sequence[SourceMessage]) -> str:
         lines.append(line[:PROMPT_BUDGET_CHARS])
         used += len(line)
     lines.reverse()
-    return "Conversation (each message is prefixed with its id):\n\n" + "\n\n".join(lines)
+    prompt = "Conversation (each message is prefixed with its id):\n\n" + "\n\n".join(lines)
+    if earlier_summary:
+        # One paragraph: the summary's own text never reads as a message line.
+        summary = " ".join(earlier_summary.split())[:MAX_BODY_CHARS]
+        prompt = (
+            "Summary of the earlier conversation (its messages are not shown; cite only "
+            f"the messages below):\n{summary}\n\n{prompt}"
+        )
+    return prompt
 
 
 def parse_cards(content: str | None, messages: Sequence[SourceMessage]) -> list[CardDraft]:
@@ -139,7 +149,9 @@ class LlmExtractor:
         self.model = model
         self.provider = provider
 
-    async def extract(self, messages: Sequence[SourceMessage]) -> LlmResult:
+    async def extract(
+        self, messages: Sequence[SourceMessage], earlier_summary: str | None = None
+    ) -> LlmResult:
         started = time.perf_counter()
         with llm_call_span(
             self.model, self.provider, **{"glia.extraction.messages": len(messages)}
@@ -149,7 +161,7 @@ class LlmExtractor:
                     model=self.model,
                     messages=[
                         {"role": "system", "content": SYSTEM_PROMPT},
-                        {"role": "user", "content": build_prompt(messages)},
+                        {"role": "user", "content": build_prompt(messages, earlier_summary)},
                     ],
                     response_format={
                         "type": "json_schema",

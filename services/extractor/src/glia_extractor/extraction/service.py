@@ -20,14 +20,14 @@ import asyncpg
 from opentelemetry import trace
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from glia_common.contracts import ExtractionRequested
-from glia_common.repositories import NewCard
-from glia_common.repositories.extraction import ExtractionStore
+from glia_common.db import CONNECTION_ERRORS
+from glia_common.messaging import ExtractionRequested
 from glia_common.telemetry import get_logger
 from glia_extractor import metrics
 from glia_extractor.extraction.hashing import source_hash
 from glia_extractor.extraction.llm import ExtractionFailed, LlmExtractor
 from glia_extractor.extraction.rules import extract_cards
+from glia_extractor.extraction.store import ExtractionStore
 from glia_extractor.extraction.types import CardDraft, SourceMessage
 
 log = get_logger(__name__)
@@ -57,8 +57,10 @@ class ExtractionJob:
 @dataclass(frozen=True, slots=True)
 class _Claim:
     run_id: uuid.UUID
-    messages: list[SourceMessage]
+    messages: list[SourceMessage]  # every complete message: what source_hash digests
     source_hash: str
+    window: list[SourceMessage]  # the latest ones: what the cards are extracted from
+    earlier_summary: str | None  # the current summary card, when the window leaves some out
 
 
 class ExtractionService:
@@ -68,10 +70,12 @@ class ExtractionService:
         llm: LlmExtractor | None,
         *,
         lock_timeout_s: float,
+        window_messages: int = 40,
     ) -> None:
         self._engine = engine
         self._llm = llm
         self._lock_timeout_s = lock_timeout_s
+        self._window_messages = window_messages
 
     @property
     def provider(self) -> str:
@@ -94,14 +98,22 @@ class ExtractionService:
             async with self._engine.connect() as pooled:
                 raw = await pooled.get_raw_connection()
                 conn: asyncpg.Connection = raw.driver_connection
-                if not await self._lock(conn, conversation_id):
+                try:
+                    locked = await self._lock(conn, conversation_id)
+                except CONNECTION_ERRORS:
+                    # The pool cannot tell (it does not ping): drop the dead connection
+                    # so the retry gets a live one.
+                    await pooled.invalidate()
+                    raise
+                if not locked:
                     outcome = Outcome.BUSY
                 else:
                     try:
                         outcome = await self._run_locked(ExtractionStore(conn), job)
                     finally:
                         if not await self._unlock(conn, conversation_id):
-                            # Never return a connection that may still hold the lock.
+                            # Never return a connection that may still hold the lock
+                            # (or that died).
                             await pooled.invalidate()
             span.set_attribute("glia.extraction.outcome", outcome.value)
             return outcome
@@ -114,7 +126,9 @@ class ExtractionService:
             await conn.execute(
                 f"BEGIN; SET LOCAL lock_timeout = {timeout_ms};"
                 f" SELECT pg_advisory_lock(hashtextextended('{_lock_key(conversation_id)}', 0));"
-                " COMMIT;"
+                " COMMIT;",
+                # The server ends the wait at lock_timeout; this bounds a dead server.
+                timeout=self._lock_timeout_s + 10,
             )
         except asyncpg.LockNotAvailableError:
             await conn.execute("ROLLBACK")
@@ -151,7 +165,7 @@ class ExtractionService:
             failure_class = "not_configured"
         else:
             try:
-                result = await self._llm.extract(claim.messages)
+                result = await self._llm.extract(claim.window, claim.earlier_summary)
                 drafts = result.cards
                 metrics.LLM_LATENCY.labels("ok").observe(time.perf_counter() - started)
             except ExtractionFailed as exc:
@@ -163,7 +177,8 @@ class ExtractionService:
                     detail=exc.detail[:200],
                 )
         if failure_class is not None:
-            drafts = extract_cards(claim.messages)
+            # The rules see the window alone: a pure function of the messages.
+            drafts = extract_cards(claim.window)
             origin = "fallback"
         latency_ms = int((time.perf_counter() - started) * 1000)
         run = {
@@ -209,6 +224,10 @@ class ExtractionService:
                 return Outcome.NO_MESSAGES if exists.exists else Outcome.NO_CONVERSATION
             messages = [SourceMessage(id=r[0], role=cast(Role, r[1]), content=r[2]) for r in rows]
             digest = source_hash(messages)
+            window = messages[-self._window_messages :]
+            earlier_summary = None
+            if len(window) < len(messages):
+                earlier_summary = await store.summary(request.conversation_id)
             run_id = uuid.uuid4()
             claim = await store.claim(
                 conversation_id=request.conversation_id,
@@ -226,7 +245,7 @@ class ExtractionService:
             log.warning("extraction.abandoned_runs_closed", count=claim.abandoned)
         if not claim.opened:
             return Outcome.DUPLICATE
-        return _Claim(run_id, messages, digest)
+        return _Claim(run_id, messages, digest, window, earlier_summary)
 
     async def _write(
         self,
@@ -259,9 +278,7 @@ class ExtractionService:
                 source_hash=claim.source_hash,
                 run_id=claim.run_id,
                 origin=origin,
-                cards=[
-                    NewCard(d.kind, d.title, d.body, origin, d.source_message_ids) for d in drafts
-                ],
+                cards=drafts,
                 source_message_count=len(claim.messages),
                 run=run,
             )

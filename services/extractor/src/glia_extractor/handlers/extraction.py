@@ -24,8 +24,14 @@ from opentelemetry import propagate, trace
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from glia_common.contracts import ExtractionRequested
-from glia_common.messaging import DELIVERY_LIMIT, EXCHANGE, EXTRACTION_QUEUE
+from glia_common.db import CONNECTION_ERRORS
+from glia_common.messaging import (
+    DELIVERY_LIMIT,
+    EXCHANGE,
+    EXTRACTION_QUEUE,
+    OPERATOR_EXCHANGE_NAME,
+    ExtractionRequested,
+)
 from glia_common.telemetry import get_logger
 from glia_extractor import metrics
 from glia_extractor.extraction.service import ExtractionJob, ExtractionService, Outcome
@@ -37,9 +43,10 @@ TRANSIENT_RETRY_BUDGET_S = 60.0
 
 
 def is_transient(exc: BaseException) -> bool:
-    if isinstance(
-        exc, OperationalError | InterfaceError | ConnectionError | OSError | TimeoutError
-    ):
+    """Database or broker trouble, worth trying again (on another connection)."""
+    if isinstance(exc, CONNECTION_ERRORS):
+        return True
+    if isinstance(exc, OperationalError | InterfaceError | ConnectionError):
         return True
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
@@ -91,7 +98,8 @@ def register(broker: RabbitBroker, service: ExtractionService, *, prefetch: int)
             metrics.DEAD_LETTERED.labels("malformed").inc()
             await msg.reject(requeue=False)
             return
-        replay = bool(headers.get("x-glia-replay"))
+        # Only the operator exchange carries replays; a header anyone could set does not.
+        replay = getattr(msg.raw_message, "exchange", None) == OPERATOR_EXCHANGE_NAME
         job = ExtractionJob(request=request, trace_id=trace_id_of(headers), replay=replay)
         with structlog.contextvars.bound_contextvars(
             conversation_id=str(request.conversation_id),
@@ -123,17 +131,13 @@ async def _process(
                     continue
                 reason = "transient" if is_transient(exc) else "error"
                 log.exception("extraction.failed", reason=reason)
-                if delivery_count(headers) + 1 >= DELIVERY_LIMIT:
-                    metrics.DEAD_LETTERED.labels("delivery_limit").inc()
-                metrics.REDELIVERIES.labels(reason).inc()
-                await msg.nack(requeue=True)
+                await _requeue(msg, headers, reason)
                 return
     finally:
         metrics.IN_FLIGHT.dec()
 
     if outcome is Outcome.BUSY:
-        metrics.REDELIVERIES.labels("busy").inc()
-        await msg.nack(requeue=True)
+        await _requeue(msg, headers, "busy")
         return
     if outcome is Outcome.DUPLICATE:
         metrics.DUPLICATES.inc()
@@ -141,3 +145,22 @@ async def _process(
     elif outcome in (Outcome.NO_CONVERSATION, Outcome.NO_MESSAGES, Outcome.SUPERSEDED):
         log.info("extraction.nothing_to_do", outcome=outcome.value)
     await msg.ack()
+
+
+async def _requeue(msg: RabbitMessage, headers: dict[str, Any], reason: str) -> None:
+    """Back to the queue for another attempt, said in a log line: every requeue costs one
+    of the message's deliveries (the quorum queue's delivery limit), so each is
+    accounted for, with the request's ids bound to the line."""
+    deliveries = delivery_count(headers) + 1
+    last = deliveries >= DELIVERY_LIMIT
+    log.warning(
+        "extraction.requeued",
+        reason=reason,
+        deliveries=deliveries,
+        dead_lettered=last,
+        message_id=msg.message_id,
+    )
+    if last:
+        metrics.DEAD_LETTERED.labels("delivery_limit").inc()
+    metrics.REDELIVERIES.labels(reason).inc()
+    await msg.nack(requeue=True)

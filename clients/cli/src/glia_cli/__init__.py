@@ -1,0 +1,1 @@
+"""glia: a terminal client for Glia."""

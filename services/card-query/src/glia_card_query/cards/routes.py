@@ -1,0 +1,212 @@
+"""The card routes: pages of cards with their freshness, one card, live updates."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import asyncpg
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+from pydantic import BaseModel
+
+from glia_card_query.cards.events import CardEventHub, TooManySubscriptions
+from glia_card_query.cards.schemas import CardKindName, CardOut, CardPage, FreshnessOut
+from glia_card_query.cards.store import CardReads, Freshness, StaleCursor, read_transaction
+from glia_card_query.settings import CardQuerySettings
+from glia_common.db.paging import InvalidCursor
+from glia_common.web.limits import rate_limited
+from glia_common.web.problems import PROBLEM_RESPONSES, ProblemError, not_found
+from glia_common.web.security import CurrentPrincipal
+from glia_common.web.streams import ExpiryReason, end_by, stream_deadline
+
+router = APIRouter(prefix="/v1/cards", tags=["cards"], responses=PROBLEM_RESPONSES)
+
+
+async def _card_reads(request: Request, principal: CurrentPrincipal) -> AsyncIterator[CardReads]:
+    # A read-only transaction as the caller, ended before the response is sent.
+    async with read_transaction(request.app.state.database, principal.user_id) as reads:
+        yield reads
+
+
+Reads = Annotated[CardReads, Depends(_card_reads, scope="function")]
+
+NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
+    304: {"description": "Not modified (If-None-Match matched the ETag)"}
+}
+
+
+def _freshness_out(fresh: Freshness) -> FreshnessOut:
+    return FreshnessOut(
+        state=fresh.state, source_hash=fresh.source_hash, derived_at=fresh.derived_at
+    )
+
+
+def _etag(*parts: object) -> str:
+    return '"' + hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:32] + '"'
+
+
+def _matches(request: Request, etag: str) -> bool:
+    header = request.headers.get("if-none-match")
+    if not header:
+        return False
+    candidates = {t.strip().removeprefix("W/") for t in header.split(",")}
+    return "*" in candidates or etag in candidates
+
+
+@router.get("", response_model=CardPage, responses=NOT_MODIFIED)
+async def list_cards(
+    request: Request,
+    reads: Reads,
+    conversation_id: uuid.UUID | None = None,
+    kind: CardKindName | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> CardPage | Response:
+    freshness = None
+    etag = None
+    try:
+        if conversation_id is not None:
+            fresh = await reads.freshness(conversation_id)
+            if fresh is None:
+                raise not_found("conversation")
+            freshness = _freshness_out(fresh)
+            # The card set and its freshness fully determine the page: answer 304 without
+            # reading a single card.
+            etag = _etag(fresh.run_id, freshness.model_dump_json(), kind, limit, cursor)
+            if _matches(request, etag):
+                return Response(status_code=304, headers={"ETag": etag})
+            page = await reads.page_for_conversation(
+                conversation_id, fresh.run_id, kind, limit, cursor
+            )
+        else:
+            page = await reads.page_for_user(kind, limit, cursor)
+    except InvalidCursor as exc:
+        raise ProblemError(422, str(exc), code="invalid_cursor") from exc
+    except StaleCursor as exc:
+        raise ProblemError(
+            409,
+            "the conversation's cards were replaced since this cursor was issued; "
+            "start again from the first page",
+            code="cursor_stale",
+        ) from exc
+    # One validation call for the whole page (the cards are plain dicts), then one dump.
+    body = CardPage.model_validate(
+        {"items": page.items, "next_cursor": page.next_cursor, "extraction": freshness}
+    ).model_dump_json()
+    if etag is None:
+        etag = _etag(body)
+        if _matches(request, etag):
+            return Response(status_code=304, headers={"ETag": etag})
+    # Serialized once, here: the model was built and checked above.
+    return Response(
+        body,
+        media_type="application/json",
+        headers={"ETag": etag, "Cache-Control": "private, no-cache"},
+    )
+
+
+class CardsUpdated(BaseModel):
+    conversation_id: uuid.UUID
+    extraction: FreshnessOut
+
+
+class StreamExpired(BaseModel):
+    reason: ExpiryReason
+
+
+async def read_freshness(
+    database: asyncpg.Pool, user_id: str, conversation_id: uuid.UUID
+) -> FreshnessOut | None:
+    """The conversation's freshness as its owner sees it; None when it is not visible."""
+    async with read_transaction(database, user_id) as reads:
+        fresh = await reads.freshness(conversation_id)
+    return None if fresh is None else _freshness_out(fresh)
+
+
+async def _subscription(
+    request: Request, principal: CurrentPrincipal, conversation_id: uuid.UUID
+) -> AsyncIterator[tuple[uuid.UUID, asyncio.Queue[object]]]:
+    """Checked and taken before the stream starts, so a foreign or missing conversation is
+    a plain 404 and one subscription too many a plain 429; held until the stream ends."""
+    settings: CardQuerySettings = request.app.state.settings
+    hub: CardEventHub = request.app.state.card_events
+    if await read_freshness(request.app.state.database, principal.user_id, conversation_id) is None:
+        raise not_found("conversation")
+    try:
+        with hub.subscribe(principal.user_id, conversation_id) as updates:
+            yield conversation_id, updates
+    except TooManySubscriptions as exc:
+        raise rate_limited(
+            "card_subscriptions",
+            settings.sse_retry_ms / 1000,
+            f"at most {settings.card_subscriptions_per_user} card event streams at once",
+        ) from exc
+
+
+@router.get(
+    "/events",
+    response_class=EventSourceResponse,
+    summary="Live updates: a `cards.updated` event whenever the conversation's cards are replaced",
+    responses={
+        429: PROBLEM_RESPONSES[422] | {"description": "Too many card event streams at once"}
+    },
+)
+async def card_events(
+    request: Request,
+    principal: CurrentPrincipal,
+    subscription: Annotated[tuple[uuid.UUID, asyncio.Queue[object]], Depends(_subscription)],
+) -> AsyncIterator[ServerSentEvent]:
+    settings: CardQuerySettings = request.app.state.settings
+    deadline, reason = stream_deadline(principal, settings.sse_max_lifetime_s)
+
+    def expired() -> ServerSentEvent:
+        # Not resumable: the client reconnects (with a fresh token) and reads the cards.
+        return ServerSentEvent(
+            event="reconnect", raw_data=StreamExpired(reason=reason).model_dump_json()
+        )
+
+    async for event in end_by(_updates(*subscription, settings), deadline, expired):
+        yield event
+
+
+async def _updates(
+    conversation_id: uuid.UUID, updates: asyncio.Queue[object], settings: CardQuerySettings
+) -> AsyncIterator[ServerSentEvent]:
+    yield ServerSentEvent(comment="subscribed", retry=settings.sse_retry_ms)
+    next_id = 0
+    while True:
+        try:
+            freshness = await asyncio.wait_for(updates.get(), settings.sse_heartbeat_s)
+        except TimeoutError:
+            yield ServerSentEvent(comment="ping")
+            continue
+        if not isinstance(freshness, FreshnessOut):  # GONE: the conversation was deleted
+            return
+        yield ServerSentEvent(
+            event="cards.updated",
+            id=str(next_id),
+            raw_data=CardsUpdated(
+                conversation_id=conversation_id, extraction=freshness
+            ).model_dump_json(),
+        )
+        next_id += 1
+
+
+@router.get("/{card_id}", response_model=CardOut, responses=NOT_MODIFIED)
+async def get_card(card_id: uuid.UUID, request: Request, reads: Reads) -> CardOut | Response:
+    card = await reads.get(card_id)
+    if card is None:
+        raise not_found("card")
+    # A card never changes: a replacement creates new cards.
+    etag = f'"{card_id.hex}"'
+    if _matches(request, etag):
+        return Response(status_code=304, headers={"ETag": etag})
+    return Response(
+        CardOut.model_validate(card).model_dump_json(),
+        media_type="application/json",
+        headers={"ETag": etag, "Cache-Control": "private, no-cache"},
+    )

@@ -1,0 +1,143 @@
+"""The read side of cards, on a plain asyncpg pool (no ORM): card query's hot path.
+
+Keyset pages stay consistent while sets are replaced: a conversation's cursor names the
+card set it was issued for. The caller opens the read-only transaction and sets the
+user's scope (``read_transaction``), so row-level security applies to every query.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import asyncpg
+
+from glia_common.db import user_connection
+from glia_common.db.paging import (
+    INT4_MAX,
+    Page,
+    decode_cursor,
+    int_field,
+    keyset_page,
+    timestamp_field,
+    uuid_field,
+)
+
+GET_CARD = """
+SELECT id, conversation_id, kind, title, body, source_message_ids, origin, created_at
+  FROM cards WHERE id = $1
+"""
+
+CONVERSATION_PAGE = """
+SELECT id, conversation_id, kind, title, body, source_message_ids, origin, created_at,
+       position, run_id
+  FROM cards
+ WHERE conversation_id = $1 AND position > $2 AND ($3::text IS NULL OR kind = $3)
+ ORDER BY position LIMIT $4
+"""
+
+USER_PAGE = """
+SELECT id, conversation_id, kind, title, body, source_message_ids, origin, created_at, position
+  FROM cards
+ WHERE ($1::text IS NULL OR kind = $1)
+   AND ($2::timestamptz IS NULL OR created_at < $2
+        OR (created_at = $2 AND (conversation_id, position) > ($3, $4)))
+ ORDER BY created_at DESC, conversation_id, position LIMIT $5
+"""
+
+FRESHNESS = """
+SELECT c.message_count, c.complete_message_count, s.source_hash, s.source_message_count,
+       s.derived_at, s.run_id
+  FROM conversations c LEFT JOIN extraction_state s ON s.conversation_id = c.id
+ WHERE c.id = $1
+"""
+
+
+class StaleCursor(Exception):
+    """The conversation's card set was replaced since the cursor was issued."""
+
+
+@dataclass(frozen=True, slots=True)
+class Freshness:
+    state: Literal["current", "pending", "none"]
+    source_hash: str | None
+    derived_at: datetime | None
+    run_id: uuid.UUID | None  # the card set the conversation's cards come from
+
+
+@asynccontextmanager
+async def read_transaction(database: asyncpg.Pool, user_id: str) -> AsyncIterator[CardReads]:
+    """A read-only transaction as ``user_id`` on a pooled driver connection."""
+    async with user_connection(database, user_id, read_only=True) as conn:
+        yield CardReads(conn)
+
+
+class CardReads:
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def freshness(self, conversation_id: uuid.UUID) -> Freshness | None:
+        """None when the conversation is not visible; else its extraction freshness.
+
+        Complete messages are never removed, so the set only grows and its size names it:
+        the cards are current when they were derived from that many complete messages."""
+        row = await self.conn.fetchrow(FRESHNESS, conversation_id)
+        if row is None:
+            return None
+        messages, complete, source_hash, derived_count, derived_at, run_id = row
+        if messages == 0:
+            return Freshness("none", None, None, run_id)
+        if source_hash is None or derived_count < complete:
+            return Freshness("pending", source_hash, derived_at, run_id)
+        return Freshness("current", source_hash, derived_at, run_id)
+
+    async def get(self, card_id: uuid.UUID) -> dict[str, Any] | None:
+        row = await self.conn.fetchrow(GET_CARD, card_id)
+        return dict(row) if row is not None else None
+
+    async def page_for_conversation(
+        self,
+        conversation_id: uuid.UUID,
+        run_id: uuid.UUID | None,
+        kind: str | None,
+        limit: int,
+        cursor: str | None,
+    ) -> Page[dict[str, Any]]:
+        """Cards of the set ``run_id`` (the current one) in position order."""
+        after = -1
+        if cursor:
+            key = decode_cursor(cursor, {"r": uuid_field, "p": int_field(INT4_MAX)})
+            if key["r"] != run_id:
+                raise StaleCursor
+            after = key["p"]
+        rows = await self.conn.fetch(CONVERSATION_PAGE, conversation_id, after, kind, limit + 1)
+        return keyset_page(
+            [dict(r) for r in rows], limit, lambda c: {"r": str(c["run_id"]), "p": c["position"]}
+        )
+
+    async def page_for_user(
+        self, kind: str | None, limit: int, cursor: str | None
+    ) -> Page[dict[str, Any]]:
+        """All the caller's cards: newest sets first, then by conversation and position."""
+        created: datetime | None = None
+        conversation: uuid.UUID | None = None
+        position = -1
+        if cursor:
+            key = decode_cursor(
+                cursor, {"c": timestamp_field, "v": uuid_field, "p": int_field(INT4_MAX)}
+            )
+            created, conversation, position = key["c"], key["v"], key["p"]
+        rows = await self.conn.fetch(USER_PAGE, kind, created, conversation, position, limit + 1)
+        return keyset_page(
+            [dict(r) for r in rows],
+            limit,
+            lambda c: {
+                "c": c["created_at"].isoformat(),
+                "v": str(c["conversation_id"]),
+                "p": c["position"],
+            },
+        )

@@ -1,0 +1,86 @@
+"""Per-user abuse limits on turns: concurrent replies and turns per minute, counted in
+the database so that every replica enforces the same limit."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+
+from glia_e2e.sse import iter_events, post_message
+
+pytestmark = pytest.mark.integration
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def new_conversation(client: httpx.AsyncClient, token: str) -> str:
+    r = await client.post("/v1/conversations", json={}, headers=auth(token))
+    return str(r.json()["id"])
+
+
+async def test_concurrent_turns_are_limited_across_replicas(
+    start_chat: Any, llm: Any, mint: Any, user: str
+) -> None:
+    overrides = {
+        "llm_base_url": llm.base_url,
+        "llm_api_key": "k",
+        "llm_timeout_s": 5.0,
+        "turns_concurrent_per_user": 1,
+    }
+    a, b = await start_chat(**overrides), await start_chat(**overrides)
+    llm.configure(target="chat", mode="slow", chunk_delay_s=0.1)
+    token = mint(user)
+    cid = await new_conversation(a, token)
+    async with a.stream(
+        "POST", f"/v1/conversations/{cid}/messages", json={"content": "one"}, headers=auth(token)
+    ) as running:
+        async for event in iter_events(running):
+            if event.event == "delta":
+                break
+        # The first reply still streams: a second turn, on either replica, is refused.
+        for replica in (a, b):
+            r = await replica.post(
+                f"/v1/conversations/{cid}/messages", json={"content": "two"}, headers=auth(token)
+            )
+            assert r.status_code == 429
+            assert r.headers["content-type"].startswith("application/problem+json")
+            assert r.json()["code"] == "rate_limited"
+            assert int(r.headers["retry-after"]) >= 1
+        # Another user is not held back.
+        other = mint(user + "-other")
+        other_stream = await post_message(b, await new_conversation(b, other), "hi", other)
+        assert other_stream.names()[-1] == "done"
+    # Once the first reply has ended, the user may go on.
+    for _ in range(100):
+        stream = await post_message(b, cid, "three", token)
+        if stream.status == 200:
+            break
+        await asyncio.sleep(0.1)
+    assert stream.names()[-1] == "done"
+    metrics = (await a.get("/metrics")).text
+    assert 'glia_rate_limited_total{limit="turns_concurrent"}' in metrics
+
+
+async def test_turns_per_minute_are_limited_but_replays_are_not(
+    start_chat: Any, mint: Any, user: str
+) -> None:
+    chat = await start_chat(turns_per_minute_per_user=2)
+    token = mint(user)
+    cid = await new_conversation(chat, token)
+    first = await post_message(chat, cid, "one", token, idempotency_key="k1")
+    assert (await post_message(chat, cid, "two", token)).names()[-1] == "done"
+    r = await chat.post(
+        f"/v1/conversations/{cid}/messages", json={"content": "three"}, headers=auth(token)
+    )
+    assert r.status_code == 429
+    assert 1 <= int(r.headers["retry-after"]) <= 60
+    # A repeated request creates nothing: it replays, whatever the limit.
+    again = await post_message(chat, cid, "one", token, idempotency_key="k1")
+    assert again.status == 200 and again.text() == first.text()
+    detail = (await chat.get(f"/v1/conversations/{cid}", headers=auth(token))).json()
+    assert len(detail["messages"]) == 4
