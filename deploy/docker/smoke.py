@@ -541,18 +541,30 @@ class SmokeTest:
 
     def cleanup(self) -> None:
         """Remove all this run made; each step on its own, so one failure skips nothing."""
-        for c in self.started:
-            sh([self.engine, "rm", "--force", c.name], check=False)
-        sh([self.engine, "rm", "--force", f"glia-images-test-{self.run_id}-migrations"],
-           check=False)  # fmt: skip
-        try:
-            asyncio.run(self.drop_database())
-        except (OSError, asyncpg.PostgresError) as exc:
-            log(f"could not drop {self.database} / role {self.role}: {exc}")
+        left: list[str] = []
+        names = [c.name for c in self.started] + [f"glia-images-test-{self.run_id}-migrations"]
+        for name in names:
+            sh([self.engine, "rm", "--force", name], check=False)
+        for attempt in range(5):  # the server may be briefly unavailable (a restart, a limit)
+            try:
+                asyncio.run(self.drop_database())
+                break
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                if attempt == 4:
+                    left.append(f"database and role {self.database} ({exc})")
+                time.sleep(2)
         if self.broker_prepared:
-            sh(["rabbitmqctl", "-q", "delete_user", self.amqp_user], check=False)
-            sh(["rabbitmqctl", "-q", "delete_vhost", self.vhost], check=False)
-        log(f"removed containers, database, role, RabbitMQ user and vhost of run {self.run_id}")
+            for what, name in (("user", self.amqp_user), ("vhost", self.vhost)):
+                delete = ["rabbitmqctl", "-q", f"delete_{what}", name]
+                if sh(delete, check=False).returncode:
+                    # The broker's app may be stopped for a moment: wait for it, once.
+                    sh(["rabbitmqctl", "-q", "await_startup", "--timeout", "60"], check=False)
+                    if sh(delete, check=False).returncode:
+                        left.append(f"RabbitMQ {what} {name}")
+        if left:
+            log(f"WARNING: run {self.run_id} could not remove: {'; '.join(left)}")
+        else:
+            log(f"removed containers, database, role, RabbitMQ user and vhost of run {self.run_id}")
 
     async def drop_database(self) -> None:
         conn = await asyncpg.connect(ADMIN_URL)
