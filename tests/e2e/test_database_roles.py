@@ -59,7 +59,7 @@ def separate_roles(infra: Any, jwt_secret: str, private_amqp_url: str) -> Iterat
             "GLIA_AMQP_URL": private_amqp_url,
             "GLIA_JWT_SECRET": jwt_secret,
             "GLIA_OUTBOX_POLL_INTERVAL_S": "0.2",
-            "GLIA_TURN_STALE_AFTER_S": "1",
+            "GLIA_TURN_STALE_AFTER_S": "10",
             "GLIA_RECONCILE_INTERVAL_S": "1",
             "GLIA_RECONCILE_GRACE_S": "1",
         }
