@@ -7,6 +7,7 @@ into .tools/ (from PyPI on first use) to check the manifests themselves.
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import shutil
@@ -32,6 +33,8 @@ CHARTS = [*SERVICES, "migrations"]
 SECRET_NAMES = {
     "GLIA_DATABASE_URL",
     "GLIA_DATABASE_ADMIN_URL",
+    "GLIA_DATABASE_WORKER_URL",
+    "GLIA_DATABASE_OPERATOR_URL",
     "GLIA_AMQP_URL",
     "GLIA_JWT_SECRET",
     "GLIA_LLM_API_KEY",
@@ -399,6 +402,33 @@ def test_migrations_run_as_a_pre_install_and_pre_upgrade_hook(helm: dict[str, An
         assert meta["helm.sh/hook"] == "pre-install,pre-upgrade"
         assert int(meta["helm.sh/hook-weight"]) < job_weight
     assert set(kinds(docs)) == {"Job", "Secret", "ServiceAccount"}, "only hooks in this chart"
+
+
+@pytest.mark.parametrize(
+    ("chart", "names"),
+    [
+        ("chat-api", ["GLIA_DATABASE_WORKER_URL"]),
+        ("extractor", ["GLIA_DATABASE_WORKER_URL", "GLIA_DATABASE_OPERATOR_URL"]),
+        ("migrations", ["GLIA_DATABASE_WORKER_URL", "GLIA_DATABASE_OPERATOR_URL"]),
+    ],
+)
+def test_separate_database_roles_are_optional_secrets(
+    helm: dict[str, Any], chart: str, names: list[str]
+) -> None:
+    """Unset, the worker and operator URLs are left out (the services use
+    GLIA_DATABASE_URL); set, they reach the pods from the Secret only."""
+    kind = "Job" if chart == "migrations" else "Deployment"
+    docs = render(helm, chart)
+    env = container_env(one(docs, kind)["spec"]["template"]["spec"])
+    for name in names:
+        ref = env[name]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": f"glia-{chart}", "key": name, "optional": True}
+        assert name not in one(docs, "Secret")["data"]
+    url = "postgresql://glia_role:pw@postgresql:5432/glia"
+    sets = [arg for name in names for arg in ("--set", f"secret.values.{name}={url}")]
+    data = one(render(helm, chart, *sets), "Secret")["data"]
+    for name in names:
+        assert base64.b64decode(data[name]).decode() == url
 
 
 def test_required_secret_values_are_enforced_in_dev_mode(helm: dict[str, Any]) -> None:

@@ -28,6 +28,24 @@ def test_defaults_match_the_contract(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not LlmSettings(_env_file=None).llm_configured  # type: ignore[call-arg]
 
 
+def test_worker_and_operator_roles_default_to_the_app_role(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GLIA_DATABASE_URL", "postgresql://app:pw@db/glia")
+    monkeypatch.delenv("GLIA_DATABASE_OPERATOR_URL", raising=False)
+    monkeypatch.setenv("GLIA_DATABASE_WORKER_URL", "")
+    s = ServiceSettings(_env_file=None)  # type: ignore[call-arg]
+    assert s.worker_database_url == s.operator_database_url == "postgresql://app:pw@db/glia"
+    monkeypatch.setenv("GLIA_DATABASE_WORKER_URL", "postgresql://worker:pw@db/glia")
+    monkeypatch.setenv("GLIA_DATABASE_OPERATOR_URL", "postgresql://operator:pw@db/glia")
+    s = ServiceSettings(_env_file=None)  # type: ignore[call-arg]
+    assert s.worker_database_url == "postgresql://worker:pw@db/glia"
+    assert s.operator_database_url == "postgresql://operator:pw@db/glia"
+    # Production wants a password of its own for each role, as for the app role.
+    monkeypatch.setenv("GLIA_ENVIRONMENT", "production")
+    monkeypatch.setenv("GLIA_DATABASE_WORKER_URL", "postgresql://worker@db/glia")
+    with pytest.raises(ValueError, match="GLIA_DATABASE_WORKER_URL"):
+        MigrateSettings(_env_file=None)  # type: ignore[call-arg]
+
+
 def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GLIA_HTTP_PORT", "9123")
     monkeypatch.setenv("GLIA_LLM_API_KEY", "sk-test")

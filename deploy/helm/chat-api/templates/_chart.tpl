@@ -5,6 +5,8 @@ serviceName: glia-chat-api
 hook: false
 secretEnv:
   - name: GLIA_DATABASE_URL
+  - name: GLIA_DATABASE_WORKER_URL
+    optional: true
   - name: GLIA_AMQP_URL
   - name: GLIA_JWT_SECRET
     optional: true

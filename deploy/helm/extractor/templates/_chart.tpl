@@ -5,6 +5,10 @@ serviceName: glia-extractor
 hook: false
 secretEnv:
   - name: GLIA_DATABASE_URL
+  - name: GLIA_DATABASE_WORKER_URL
+    optional: true
+  - name: GLIA_DATABASE_OPERATOR_URL
+    optional: true
   - name: GLIA_AMQP_URL
   - name: GLIA_LLM_API_KEY
     optional: true

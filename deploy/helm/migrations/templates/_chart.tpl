@@ -7,4 +7,8 @@ hook: true
 secretEnv:
   - name: GLIA_DATABASE_ADMIN_URL
   - name: GLIA_DATABASE_URL
+  - name: GLIA_DATABASE_WORKER_URL
+    optional: true
+  - name: GLIA_DATABASE_OPERATOR_URL
+    optional: true
 {{- end -}}

@@ -45,9 +45,33 @@ class DatabaseSettings(GliaSettings):
     database_pool_size: int = Field(default=20, ge=1)
     database_max_overflow: int = Field(default=10, ge=0)
 
+    # Optional separate roles for cross-user work (deploy/README.md "Database roles"):
+    # background workers (outbox relay, stale-turn sweeper, reconciler) and glia-admin.
+    # Unset, they use GLIA_DATABASE_URL, whose role then gets what they need as well.
+    database_worker_url: str | None = None
+    database_operator_url: str | None = None
+
+    @property
+    def worker_database_url(self) -> str:
+        return self.database_worker_url or self.database_url
+
+    @property
+    def operator_database_url(self) -> str:
+        return self.database_operator_url or self.database_url
+
     @model_validator(mode="after")
     def _own_database_password(self) -> Self:
         self._refuse_in_production(self.database_url, {"glia_app"}, "GLIA_DATABASE_URL")
+        return self
+
+    @model_validator(mode="after")
+    def _own_role_passwords(self) -> Self:
+        for url, variable in (
+            (self.database_worker_url, "GLIA_DATABASE_WORKER_URL"),
+            (self.database_operator_url, "GLIA_DATABASE_OPERATOR_URL"),
+        ):
+            if url:
+                self._refuse_in_production(url, {"glia_app"}, variable)
         return self
 
 

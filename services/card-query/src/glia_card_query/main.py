@@ -11,7 +11,7 @@ from glia_card_query.cards import routes as cards
 from glia_card_query.cards.events import CardEventHub
 from glia_card_query.settings import CardQuerySettings
 from glia_common.auth import TokenVerifier
-from glia_common.db import create_driver_pool
+from glia_common.db import create_driver_pool, refuse_privileged_roles
 from glia_common.messaging import build_broker
 from glia_common.settings import driver_database_url
 from glia_common.telemetry import configure_telemetry, get_logger, shutdown_telemetry
@@ -32,6 +32,7 @@ def create_app(settings: CardQuerySettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # First: auth settings that cannot work stop the process before anything opens.
         app.state.token_verifier = TokenVerifier(settings)
+        await refuse_privileged_roles(SERVICE_NAME, {"GLIA_DATABASE_URL": settings.database_url})
         # Every query here runs on the driver, so a plain driver pool: no ORM checkout
         # per request, and no pre-ping (a dead connection is found as its read begins).
         database = await create_driver_pool(settings)

@@ -20,7 +20,12 @@ from glia_chat_api.turns.signals import TurnSignals
 from glia_chat_api.turns.sweeper import StaleTurnSweeper
 from glia_chat_api.webapp import mount_web_app
 from glia_common.auth import TokenVerifier
-from glia_common.db import create_engine, create_sessionmaker
+from glia_common.db import (
+    create_engine,
+    create_sessionmaker,
+    create_worker_engine,
+    refuse_privileged_roles,
+)
 from glia_common.llm import build_openai_client, provider_name
 from glia_common.messaging import build_broker
 from glia_common.settings import driver_database_url
@@ -55,17 +60,27 @@ def create_app(settings: ChatApiSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # First: auth settings that cannot work stop the process before anything opens.
         app.state.token_verifier = TokenVerifier(settings)
+        await refuse_privileged_roles(
+            SERVICE_NAME,
+            {
+                "GLIA_DATABASE_URL": settings.database_url,
+                "GLIA_DATABASE_WORKER_URL": settings.worker_database_url,
+            },
+        )
         engine = create_engine(settings)
         sessionmaker = create_sessionmaker(engine)
+        # The relay and the sweeper work across users, as the worker role.
+        worker_engine = create_worker_engine(settings, engine)
+        worker_sessionmaker = create_sessionmaker(worker_engine)
         broker = build_broker(settings, logger=None)
         relay = OutboxRelay(
-            sessionmaker,
+            worker_sessionmaker,
             broker,
             batch_size=settings.outbox_batch_size,
             poll_interval_s=settings.outbox_poll_interval_s,
         )
         sweeper = StaleTurnSweeper(
-            sessionmaker,
+            worker_sessionmaker,
             stale_after_s=settings.turn_stale_after_s,
             interval_s=settings.turn_sweep_interval_s,
             on_settled=relay.wake,
@@ -104,6 +119,8 @@ def create_app(settings: ChatApiSettings | None = None) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await relay.stop()
+            if worker_engine is not engine:
+                await worker_engine.dispose()
             await engine.dispose()
             shutdown_telemetry()
 

@@ -5,8 +5,10 @@
   glia-admin dlq list [--limit N] [--json]
   glia-admin dlq replay [--limit N]
 
-It connects as the app role (GLIA_DATABASE_URL) and reaches other users' rows only
-through the schema's narrow lookup functions, then reads under each owner's scope.
+It connects as the operator role (GLIA_DATABASE_OPERATOR_URL; unset, the app role of
+GLIA_DATABASE_URL) and reaches other users' rows only through the schema's narrow lookup
+functions, then reads runs under each owner's scope. It refuses to run as a role that
+row-level security does not hold (a superuser, BYPASSRLS, a table owner).
 """
 
 from __future__ import annotations
@@ -22,7 +24,14 @@ from typing import Any
 import aio_pika
 from sqlalchemy import func, select, text
 
-from glia_common.db import create_engine, create_sessionmaker, system_transaction, user_transaction
+from glia_common.db import (
+    UnsafeDatabaseRole,
+    create_engine,
+    create_sessionmaker,
+    refuse_privileged_roles,
+    system_transaction,
+    user_transaction,
+)
 from glia_common.messaging import (
     DEAD_LETTER_QUEUE_NAME,
     EXCHANGE_NAME,
@@ -72,7 +81,7 @@ def _table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
 async def _owners(
     settings: ExtractorSettings, args: argparse.Namespace
 ) -> list[tuple[uuid.UUID, str]]:
-    engine = create_engine(settings, pool_size=1)
+    engine = create_engine(settings, url=settings.operator_database_url, pool_size=1)
     try:
         sm = create_sessionmaker(engine)
         async with system_transaction(sm) as session:
@@ -100,7 +109,7 @@ async def cmd_runs(settings: ExtractorSettings, args: argparse.Namespace) -> int
     if not owners:
         print("no matching conversation", file=sys.stderr)
         return 1
-    engine = create_engine(settings, pool_size=1)
+    engine = create_engine(settings, url=settings.operator_database_url, pool_size=1)
     out: list[dict[str, Any]] = []
     try:
         sm = create_sessionmaker(engine)
@@ -236,6 +245,16 @@ def main(argv: list[str] | None = None) -> None:
                 parser().error(f"--{name} must be a UUID")
     settings = ExtractorSettings()
     command = {"runs": cmd_runs, "reextract": cmd_reextract, "dlq": cmd_dlq}[args.command]
+    if args.command != "dlq":  # the DLQ commands touch no database
+        url = settings.operator_database_url
+        setting = (
+            "GLIA_DATABASE_OPERATOR_URL" if settings.database_operator_url else "GLIA_DATABASE_URL"
+        )
+        try:
+            asyncio.run(refuse_privileged_roles("glia-admin", {setting: url}, wait_s=0))
+        except UnsafeDatabaseRole as exc:
+            print(f"glia-admin: {exc}", file=sys.stderr)
+            raise SystemExit(2) from exc
     raise SystemExit(asyncio.run(command(settings, args)))
 
 

@@ -9,7 +9,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from glia_common.db import create_engine, create_sessionmaker
+from glia_common.db import (
+    create_engine,
+    create_sessionmaker,
+    create_worker_engine,
+    refuse_privileged_roles,
+)
 from glia_common.llm import build_openai_client, provider_name
 from glia_common.messaging import build_broker, declare_topology
 from glia_common.telemetry import configure_telemetry, get_logger, shutdown_telemetry
@@ -45,8 +50,16 @@ def create_app(settings: ExtractorSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await refuse_privileged_roles(
+            SERVICE_NAME,
+            {
+                "GLIA_DATABASE_URL": settings.database_url,
+                "GLIA_DATABASE_WORKER_URL": settings.worker_database_url,
+            },
+        )
         engine = create_engine(settings, pool_size=settings.extractor_prefetch + 2, pre_ping=False)
-        sessionmaker = create_sessionmaker(engine)
+        # The reconciler works across users, as the worker role.
+        worker_engine = create_worker_engine(settings, engine)
         broker = build_broker(
             settings, graceful_timeout=run_budget_s, logger=None, apply_types=False
         )
@@ -58,7 +71,7 @@ def create_app(settings: ExtractorSettings | None = None) -> FastAPI:
         )
         register(broker, service, prefetch=settings.extractor_prefetch)
         reconciler = Reconciler(
-            sessionmaker,
+            create_sessionmaker(worker_engine),
             broker,
             interval_s=settings.reconcile_interval_s,
             grace_s=settings.reconcile_grace_s,
@@ -97,6 +110,8 @@ def create_app(settings: ExtractorSettings | None = None) -> FastAPI:
                     await task
             with contextlib.suppress(Exception):
                 await broker.stop()
+            if worker_engine is not engine:
+                await worker_engine.dispose()
             await engine.dispose()
             shutdown_telemetry()
 

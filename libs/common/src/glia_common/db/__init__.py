@@ -1,6 +1,12 @@
 """Engines, sessions and the user-scoped transaction."""
 
-from glia_common.db.engine import create_driver_pool, create_engine, create_sessionmaker
+from glia_common.db.engine import (
+    create_driver_pool,
+    create_engine,
+    create_sessionmaker,
+    create_worker_engine,
+)
+from glia_common.db.roles import UnsafeDatabaseRole, refuse_privileged_roles
 from glia_common.db.scope import (
     CONNECTION_ERRORS,
     system_transaction,
@@ -10,9 +16,12 @@ from glia_common.db.scope import (
 
 __all__ = [
     "CONNECTION_ERRORS",
+    "UnsafeDatabaseRole",
     "create_driver_pool",
     "create_engine",
     "create_sessionmaker",
+    "create_worker_engine",
+    "refuse_privileged_roles",
     "system_transaction",
     "user_connection",
     "user_transaction",

@@ -19,20 +19,31 @@ def create_engine(
     *,
     url: str | None = None,
     pool_size: int | None = None,
+    max_overflow: int | None = None,
     pre_ping: bool = True,
 ) -> AsyncEngine:
-    """An asyncpg engine for the app role (subject to row-level security).
+    """An asyncpg engine for the app role (subject to row-level security), or for the
+    role of ``url``.
 
     ``pre_ping`` costs a round trip per checkout; a worker that retries on connection
     errors anyway can do without it (the pool drops connections that fail)."""
     return _create_async_engine(
         async_database_url(url or settings.database_url),
         pool_size=pool_size or settings.database_pool_size,
-        max_overflow=settings.database_max_overflow,
+        max_overflow=settings.database_max_overflow if max_overflow is None else max_overflow,
         pool_pre_ping=pre_ping,
         pool_recycle=1800,
         connect_args={"server_settings": SERVER_SETTINGS, "command_timeout": COMMAND_TIMEOUT_S},
     )
+
+
+def create_worker_engine(settings: DatabaseSettings, app_engine: AsyncEngine) -> AsyncEngine:
+    """The engine of a service's background cross-user work (the worker role): the app
+    engine itself when GLIA_DATABASE_WORKER_URL is unset or the same, otherwise a small
+    one of its own - background loops hold a connection or two at a time."""
+    if settings.worker_database_url == settings.database_url:
+        return app_engine
+    return create_engine(settings, url=settings.worker_database_url, pool_size=2, max_overflow=1)
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
