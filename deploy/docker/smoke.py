@@ -340,9 +340,9 @@ class SmokeTest:
 
     def container(self, chart: str, port: int | None = None) -> Container:
         values: dict[str, Any] = {
+            # The charts' default GLIA_ENVIRONMENT=production refuses what is only fit for a
+            # laptop (default passwords, short keys): this run brings its own.
             "image": {"repository": f"{self.prefix}{chart}", "tag": self.tag},
-            # Production refuses what is only fit for a laptop (default passwords, short keys).
-            "extraConfig": {"GLIA_ENVIRONMENT": "production"},
         }
         if chart == "migrations":
             secret = {"GLIA_DATABASE_ADMIN_URL": ADMIN_URL, "GLIA_DATABASE_URL": self.app_url}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
@@ -359,7 +360,8 @@ async def test_a_resume_that_cannot_read_the_database_ends_with_an_error(
     monkeypatch.setattr(streams, "READ_BUDGET_S", 1.0)
     overrides = {"llm_base_url": llm.base_url, "llm_api_key": "k", "llm_timeout_s": 5.0}
     a = await start_chat(**overrides)
-    async with FaultProxy("127.0.0.1", 5432) as proxy:
+    db = urlsplit(infra.app_url)
+    async with FaultProxy(db.hostname or "127.0.0.1", db.port or 5432) as proxy:
         b = await start_chat(**overrides, database_url=proxy.url_for(infra.app_url))
         llm.configure(target="chat", mode="slow", chunk_delay_s=0.2)
         token = mint(user)
