@@ -42,3 +42,8 @@ RECONCILED = Counter(
     "glia_extraction_reconciler_requests_total",
     "Extraction requests re-issued by the reconciler for conversations whose requests seem lost.",
 )
+ANSWERS_TIMED_OUT = Counter(
+    "glia_extraction_answers_timed_out_total",
+    "Acks or nacks that did not complete in time (the connection was being restored); "
+    "the broker redelivers those messages.",
+)

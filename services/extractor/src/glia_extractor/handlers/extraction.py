@@ -12,6 +12,7 @@ LLM failures never get here: they end in the rule-based fallback.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from typing import Any
 
 import structlog
@@ -40,6 +41,11 @@ log = get_logger(__name__)
 
 # How long one delivery keeps retrying through database trouble before requeueing.
 TRANSIENT_RETRY_BUDGET_S = 60.0
+# How long an ack (or nack) may take. On a channel being restored after a lost
+# connection it can wait for the broker indefinitely, and the consumer's next messages
+# wait behind it: past this, give up on it; the broker redelivers what the old channel
+# held.
+ANSWER_TIMEOUT_S = 10.0
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -96,7 +102,7 @@ def register(broker: RabbitBroker, service: ExtractionService, *, prefetch: int)
                 "extraction.malformed_message", error=str(exc)[:300], message_id=msg.message_id
             )
             metrics.DEAD_LETTERED.labels("malformed").inc()
-            await msg.reject(requeue=False)
+            await _answer(msg.reject(requeue=False))
             return
         # Only the operator exchange carries replays; a header anyone could set does not.
         replay = getattr(msg.raw_message, "exchange", None) == OPERATOR_EXCHANGE_NAME
@@ -144,7 +150,7 @@ async def _process(
         log.info("extraction.duplicate_skipped")
     elif outcome in (Outcome.NO_CONVERSATION, Outcome.NO_MESSAGES, Outcome.SUPERSEDED):
         log.info("extraction.nothing_to_do", outcome=outcome.value)
-    await msg.ack()
+    await _answer(msg.ack())
 
 
 async def _requeue(msg: RabbitMessage, headers: dict[str, Any], reason: str) -> None:
@@ -163,4 +169,14 @@ async def _requeue(msg: RabbitMessage, headers: dict[str, Any], reason: str) -> 
     if last:
         metrics.DEAD_LETTERED.labels("delivery_limit").inc()
     metrics.REDELIVERIES.labels(reason).inc()
-    await msg.nack(requeue=True)
+    await _answer(msg.nack(requeue=True))
+
+
+async def _answer(answer: Awaitable[None]) -> None:
+    """Send an ack, nack or reject, bounded by ANSWER_TIMEOUT_S."""
+    try:
+        async with asyncio.timeout(ANSWER_TIMEOUT_S):
+            await answer
+    except TimeoutError:
+        metrics.ANSWERS_TIMED_OUT.inc()
+        log.warning("extraction.answer_timed_out", timeout_s=ANSWER_TIMEOUT_S)
