@@ -4,7 +4,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 VENV := .venv/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup run test unit lint format e2e bench helm-lint images clean
+.PHONY: setup run test unit lint format e2e bench chaos helm-lint images clean
 
 setup: ## install uv if missing, then the whole workspace into .venv
 	@command -v uv >/dev/null 2>&1 || test -x $(HOME)/.local/bin/uv || python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
@@ -31,10 +31,13 @@ e2e: setup
 lint: setup
 	$(VENV)/ruff check .
 	$(VENV)/ruff format --check .
-	$(VENV)/mypy libs/common/src services/chat-api/src services/extractor/src services/card-query/src
+	$(VENV)/mypy libs/common/src services/chat-api/src services/extractor/src services/card-query/src chaos
 
 bench: setup ## performance benchmark against bare baselines (QUICK=1: under two minutes); not part of `make test`
 	$(VENV)/python -m bench.run $(if $(QUICK),--quick) $(BENCH_ARGS)
+
+chaos: setup ## faults on a random schedule under load, then a checker (QUICK=1: CI, < 3 min; SEED=n replays); not part of `make test`
+	$(VENV)/python -m chaos.run $(if $(QUICK),--quick) $(if $(SEED),--seed $(SEED)) $(CHAOS_ARGS)
 
 format: setup
 	$(VENV)/ruff format .
