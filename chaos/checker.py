@@ -122,7 +122,28 @@ def check(history: list[dict[str, Any]], snap: Snapshot) -> Report:
         _outbox_and_queues(ix, snap),
         _isolation(ix, snap),
     ]
-    return Report(verdicts, operations=len(ix.ops), lost=len(lost), duplicated=len(dups))
+    return Report(
+        verdicts,
+        operations=len(ix.ops),
+        lost=len(lost),
+        duplicated=len(dups),
+        notes=_ambiguous(ix, snap),
+    )
+
+
+def _ambiguous(ix: _Index, snap: Snapshot) -> list[str]:
+    """Not an invariant, but worth a look: a turn whose client was told ``error`` and that
+    is stored complete (a commit whose acknowledgement was lost looks like this)."""
+    status = {m["id"]: m["status"] for m in snap.messages}
+    notes = []
+    for key, attempts in ix.turns.items():
+        for h in attempts:
+            mid = _mid(h)
+            if h["result"].get("terminal") == "error" and mid and status.get(mid) == "complete":
+                code = (h["result"].get("error") or {}).get("code")
+                notes.append(f"key {key}: stream ended with error {code!r}, stored complete")
+                break
+    return notes
 
 
 # ---------------------------------------------------------------------- turns
@@ -192,6 +213,8 @@ def _acknowledged(ix: _Index, snap: Snapshot, lost: list[str]) -> Verdict:
             if c != conv or h["t0"] <= t1:
                 continue
             m = seen.get(mid)
+            if m is None and h["result"].get("partial"):
+                continue
             if m is None or m[2] != "complete" or m[3] != dg:
                 stale += 1
                 if len(evidence) < EVIDENCE * 2:

@@ -28,7 +28,7 @@ import httpx
 
 from chaos.schedule import SERVICES
 from glia_e2e.processes import Process, base_env, free_port
-from glia_fakes.fake_llm import FakeLLMControl
+from glia_fakes import FakeLLMControl
 
 REPO = Path(__file__).resolve().parent.parent
 SERVER_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"

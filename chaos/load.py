@@ -26,7 +26,7 @@ import httpx
 
 from chaos.history import History, Outcome
 from glia_e2e.sse import Event, iter_events
-from glia_fakes.fake_llm import FakeLLMControl
+from glia_fakes import FakeLLMControl
 
 PHRASES = (
     "We decided to launch in May.",
@@ -223,7 +223,11 @@ class Session:
             await self.pause(r)
         elif op == "get":
             r = await self.request(
-                "get_conv", "GET", f"{self.chat_url()}/v1/conversations/{conv}", {"conv": conv}
+                "get_conv",
+                "GET",
+                f"{self.chat_url()}/v1/conversations/{conv}",
+                {"conv": conv},
+                params={"limit": 1000},  # the whole conversation, where messages are paged
             )
             await self.pause(r)
         elif op == "list":
@@ -534,6 +538,8 @@ def _summarize(op: str, r: httpx.Response) -> dict[str, Any]:
             [m["id"], m["role"], m["status"], digest(m["content"])]
             for m in data.get("messages", [])
         ]
+        if data.get("next_cursor"):
+            out["partial"] = True  # more pages: absence proves nothing
     elif op == "list_convs":
         out["ids"] = [c["id"] for c in data.get("items", [])]
     elif op in ("read_cards", "list_cards"):

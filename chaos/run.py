@@ -212,6 +212,7 @@ def save_results(
         "converged_s": None if converged_s is None else round(max(converged_s, 0.0), 1),
         "wall_s": round(wall_s, 1),
         "caps": {"resume": out["caps"].resume, "cancel": out["caps"].cancel},
+        "notes": report.notes,
         "verdicts": [
             {"name": v.name, "ok": v.ok, "figure": v.figure, "evidence": v.evidence}
             for v in report.verdicts
@@ -232,6 +233,8 @@ def summarize(args: argparse.Namespace, out: dict[str, Any], wall_s: float) -> b
         print(f"  {'PASS' if v.ok else 'FAIL'}  {v.name}: {v.figure}")
         for line in v.evidence:
             print(f"          {line}")
+    for note in report.notes[:10]:
+        print(f"  NOTE  {note}")
     conv_ok = converged_s is not None and not out["not_ready"]
     converge_text = f"{max(converged_s, 0.0):.1f} s" if converged_s is not None else "never"
     print(
