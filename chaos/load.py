@@ -77,6 +77,7 @@ class Registry:
 
     conversations: dict[str, str] = field(default_factory=dict)  # id -> owner
     cards: dict[str, str] = field(default_factory=dict)  # id -> owner
+    replies: dict[str, tuple[str, str]] = field(default_factory=dict)  # id -> (conv, owner)
 
     def other(self, rng: random.Random, user: str, table: dict[str, str]) -> str | None:
         # Sorted so a seed picks the same position; the contents depend on timing anyway.
@@ -277,10 +278,20 @@ class Session:
         reg = self.load.registry
         card = reg.other(self.rng, self.user, reg.cards)
         conv = reg.other(self.rng, self.user, reg.conversations)
-        choice = self.rng.choice(("get", "cards", "card", "post", "delete"))
+        reply = reg.other(self.rng, self.user, {m: o for m, (_, o) in reg.replies.items()})
+        choice = self.rng.choice(("get", "cards", "card", "post", "delete", "events", "cancel"))
         if choice == "card" and card is not None:
             args = {"what": "card", "id": card, "owner": reg.cards[card]}
             await self.request("probe", "GET", f"{self.load.cards_url}/v1/cards/{card}", args)
+            return
+        if choice in ("events", "cancel") and reply is not None:
+            rconv, owner = reg.replies[reply]
+            args = {"what": choice, "id": reply, "conv": rconv, "owner": owner}
+            url = f"{self.chat_url()}/v1/conversations/{rconv}/messages/{reply}/{choice}"
+            if choice == "cancel":
+                await self.request("probe", "POST", url, args)
+            else:  # a stream when it leaks: read only its head
+                await self.request("probe", "GET", url, args, params={"last_event_id": 0})
             return
         if conv is None:
             return
@@ -440,6 +451,11 @@ class Session:
             expect += 1
             if ev.event == "start":
                 res.start = ev.data
+                if isinstance(ev.data, dict):
+                    self.load.registry.replies[str(ev.data["assistant_message_id"])] = (
+                        conv,
+                        self.user,
+                    )
                 if cancel and isinstance(ev.data, dict):
                     task = asyncio.create_task(
                         self.cancel(conv, str(ev.data["assistant_message_id"]))
