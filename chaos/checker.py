@@ -17,6 +17,9 @@ from typing import Any
 
 KEY_RE = re.compile(r"\[([A-Za-z0-9._-]+)\]$")
 EVIDENCE = 8  # lines of evidence kept per invariant
+# Error codes by which a stream says its outcome is unknown to it (the settle's commit
+# may have happened): the stored state may then be anything terminal.
+AMBIGUOUS_CODES = frozenset({"storage_unavailable", "turn_ended"})
 
 
 def source_hash(messages: list[tuple[str, str, str]]) -> str:
@@ -115,6 +118,7 @@ def check(history: list[dict[str, Any]], snap: Snapshot) -> Report:
         _acknowledged(ix, snap, lost),
         _idempotency(ix, snap, dups),
         _terminal(ix, snap),
+        _error_means_not_complete(ix, snap),
         _protocol(ix),
         _convergence(snap),
         _runs(snap, dups),
@@ -131,19 +135,48 @@ def check(history: list[dict[str, Any]], snap: Snapshot) -> Report:
     )
 
 
-def _ambiguous(ix: _Index, snap: Snapshot) -> list[str]:
-    """Not an invariant, but worth a look: a turn whose client was told ``error`` and that
-    is stored complete (a commit whose acknowledgement was lost looks like this)."""
+def _errors_stored_complete(ix: _Index, snap: Snapshot) -> list[tuple[str, str, dict[str, Any]]]:
+    """(key, code, attempt) of streams that ended in ``error`` whose reply is stored
+    complete."""
     status = {m["id"]: m["status"] for m in snap.messages}
-    notes = []
+    found = []
     for key, attempts in ix.turns.items():
         for h in attempts:
             mid = _mid(h)
             if h["result"].get("terminal") == "error" and mid and status.get(mid) == "complete":
-                code = (h["result"].get("error") or {}).get("code")
-                notes.append(f"key {key}: stream ended with error {code!r}, stored complete")
+                found.append((key, str((h["result"].get("error") or {}).get("code")), h))
                 break
-    return notes
+    return found
+
+
+def _ambiguous(ix: _Index, snap: Snapshot) -> list[str]:
+    """Not a broken promise, but worth a look: the client was told the outcome is unknown
+    (a commit whose acknowledgement was lost) and the reply is stored complete."""
+    return [
+        f"key {key}: stream ended with error {code!r}, stored complete"
+        for key, code, _ in _errors_stored_complete(ix, snap)
+        if code in AMBIGUOUS_CODES
+    ]
+
+
+def _error_means_not_complete(ix: _Index, snap: Snapshot) -> Verdict:
+    """CONTRACT §4: ``complete`` before ``done``, ``failed`` or ``incomplete`` before
+    ``error``: a stream that ended in error (other than an unknown outcome) is not
+    stored complete."""
+    wrong = [
+        (key, code, h)
+        for key, code, h in _errors_stored_complete(ix, snap)
+        if code not in AMBIGUOUS_CODES
+    ]
+    ended = sum(1 for a in ix.turns.values() for h in a if h["result"].get("terminal") == "error")
+    return Verdict(
+        "a stream that ended in error is not stored complete",
+        not wrong,
+        f"{ended} streams ended in error, {len(wrong)} of them stored complete",
+        [f"key {key}: error {code!r} but stored complete: {_short(h)}" for key, code, h in wrong][
+            :EVIDENCE
+        ],
+    )
 
 
 # ---------------------------------------------------------------------- turns

@@ -477,7 +477,10 @@ class Session:
             return "ok"
         if res.terminal == "error":
             return "error"
-        res.dropped = res.dropped or "ended_without_terminal"
+        # A process that dies breaks the chunked body (a transport error above); a clean
+        # end without a terminal event is the server's own doing.
+        res.dropped = "ended_without_terminal"
+        res.protocol.append("the stream ended cleanly without a terminal event")
         return "unknown"
 
     async def cancel(self, conv: str, mid: str) -> None:

@@ -304,3 +304,13 @@ def test_rows_shown_to_or_written_for_another_user_fail() -> None:
     history, snap = faithful()
     snap.runs.append({**snap.runs[0], "id": "r9", "request_id": "forged-1-1"})
     assert any("forged request" in e for e in failing(history, snap)[name])
+
+
+def test_an_error_stream_stored_complete_fails_unless_its_outcome_was_unknown() -> None:
+    name = "a stream that ended in error is not stored complete"
+    history, snap = faithful()
+    history[3]["result"] |= {"terminal": "error", "error": {"code": "incomplete"}}
+    assert "error 'incomplete' but stored complete" in failing(history, snap)[name][0]
+    history[3]["result"]["error"]["code"] = "turn_ended"
+    report = check(history, snap)
+    assert name not in failing(history, snap) and len(report.notes) == 1
