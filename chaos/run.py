@@ -55,7 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.seed is None:
         args.seed = random.SystemRandom().randrange(1, 100_000)
     if args.duration is None:
-        args.duration = 75.0 if args.quick else 150.0
+        args.duration = 60.0 if args.quick else 120.0
     if args.converge_timeout is None:
         args.converge_timeout = 75.0 if args.quick else 120.0
     return args
@@ -151,7 +151,7 @@ async def drive(
     print(f"[{history.now():6.1f}s] load and faults for {args.duration:.0f} s")
     try:
         await asyncio.gather(
-            load.run(args.duration, drain_s=25.0),
+            load.run(args.duration, drain_s=20.0),
             nemesis.run(),
             poison(
                 history,
