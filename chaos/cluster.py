@@ -265,11 +265,11 @@ class Cluster:
             p.start(wait_path=None)
             self.teardown.add(f"stop {p.name}", functools.partial(_stop, p))
         for p in self.services.values():
-            p.wait_ready(timeout_s=90)
+            p.wait_ready(timeout_s=300)  # a busy machine: imports alone take seconds of CPU
 
     def _start(self, p: Process, path: str) -> None:
         self.teardown.add(f"stop {p.name}", functools.partial(_stop, p))
-        p.start(wait_path=path, timeout_s=60)
+        p.start(wait_path=path, timeout_s=180)
 
     # ------------------------------------------------------------------ during the run
 
@@ -282,7 +282,7 @@ class Cluster:
             return None
         return int(popen.pid)
 
-    async def restart(self, name: str, ready_timeout_s: float = 90.0) -> bool:
+    async def restart(self, name: str, ready_timeout_s: float = 180.0) -> bool:
         """Start a dead service again; True once it answers /healthz."""
         p = self.services[name]
         if self.pid(name) is None:
