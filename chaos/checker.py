@@ -320,10 +320,12 @@ def _terminal(ix: _Index, snap: Snapshot) -> Verdict:
 def _protocol(ix: _Index) -> Verdict:
     bad = [h for h in ix.ops if h["result"].get("protocol")]
     streams = sum(1 for h in ix.ops if h["op"] in ("send", "resume") and h["result"].get("ids"))
+    below = sum(1 for h in ix.ops if h["result"].get("below") is not None)
     return Verdict(
         "every stream follows the SSE protocol",
         not bad,
-        f"{streams} streams read, {len(bad)} broke the protocol",
+        f"{streams} streams read, {len(bad)} broke the protocol; {below} ended with an error "
+        "at or below the last id seen (text past it not kept, or interrupted)",
         [f"{h['result']['protocol']}: {_short(h)}" for h in bad[:EVIDENCE]],
     )
 

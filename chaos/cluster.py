@@ -331,8 +331,9 @@ class Cluster:
         """Stacks (py-spy, when installed) and metrics of every service, for a run that
         did not converge: what each process is waiting on."""
         out = self.log_dir / "diagnosis.txt"
-        py_spy = shutil.which("py-spy") or next(
-            (p for p in ("/tmp/pyspy/bin/py-spy",) if os.path.exists(p)), None
+        # `pip install --target /tmp/pyspy py-spy` puts it there, outside any venv.
+        py_spy = shutil.which("py-spy") or (
+            "/tmp/pyspy/bin/py-spy" if os.path.exists("/tmp/pyspy/bin/py-spy") else None
         )
         with out.open("w") as f:
             for name, p in self.services.items():
@@ -344,14 +345,12 @@ class Cluster:
                     )
                 pid = self.pid(name)
                 if py_spy and pid:
-                    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(py_spy))}
                     dump = subprocess.run(
                         [py_spy, "dump", "--pid", str(pid), "--locals"],
                         capture_output=True,
                         text=True,
                         timeout=60,
                         check=False,
-                        env=env,
                     )
                     f.write(dump.stdout + dump.stderr)
         return out

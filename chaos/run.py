@@ -92,8 +92,10 @@ async def poison(
             )
         t0 = history.now()
         op = "forge" if forge else "poison"
+        connected = False
         try:
             connection = await aio_pika.connect(url, timeout=5)
+            connected = True  # from here on the message may have been routed
             async with connection:
                 channel = await connection.channel(publisher_confirms=True)
                 exchange = await channel.get_exchange("glia", ensure=False)
@@ -105,7 +107,6 @@ async def poison(
                 )
             history.record("poisoner", op, t0, "ok", {"body": body})
         except (OSError, aio_pika.exceptions.AMQPError, TimeoutError) as exc:
-            connected = "connection" in locals()
             outcome: hist.Outcome = "unknown" if connected else "error"
             history.record("poisoner", op, t0, outcome, {"body": body}, {"exc": repr(exc)})
 

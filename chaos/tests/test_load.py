@@ -36,7 +36,10 @@ def test_ids_must_follow_on_and_start_come_first() -> None:
 
 def test_a_resume_continues_after_last_event_id() -> None:
     assert read([ev("delta", 4, {"text": "x"}), ev("done", 5)], "resume", first=4).protocol == []
+    # A terminal error may come back at or below Last-Event-ID: text past it not kept.
     res = read([ev("error", 1, {"code": "incomplete"})], "resume", first=4)
+    assert res.protocol == [] and res.below == 2
+    res = read([ev("delta", 1, {"text": "x"})], "resume", first=4)
     assert res.protocol == ["id '1' where 4 was due"]
 
 
