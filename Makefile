@@ -4,7 +4,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 VENV := .venv/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup run test unit lint format e2e bench helm-lint browser images images-test base-image container-tools clean
+.PHONY: setup run test unit lint format e2e bench helm-lint browser images images-test base-image container-tools chaos chaos-regressions clean
 
 setup: ## install uv if missing, then the whole workspace into .venv
 	@command -v uv >/dev/null 2>&1 || test -x $(HOME)/.local/bin/uv || python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
@@ -31,10 +31,19 @@ e2e: setup
 lint: setup
 	$(VENV)/ruff check .
 	$(VENV)/ruff format --check .
-	$(VENV)/mypy libs/common/src services/chat-api/src services/extractor/src services/card-query/src clients/cli/src
+	$(VENV)/mypy libs/common/src services/chat-api/src services/extractor/src services/card-query/src clients/cli/src chaos
 
 bench: setup ## performance benchmark against bare baselines (QUICK=1: under two minutes); not part of `make test`
 	$(VENV)/python -m bench.run $(if $(QUICK),--quick) $(BENCH_ARGS)
+
+chaos: setup ## faults on a random schedule under load, then a checker (QUICK=1: CI, < 3 min; SEED=n replays); not part of `make test`
+	$(VENV)/python -m chaos.run $(if $(QUICK),--quick) $(if $(SEED),--seed $(SEED)) $(CHAOS_ARGS)
+
+chaos-regressions: setup ## replay every seed that found a product bug (chaos/regressions.txt); full ones restart PostgreSQL
+	@failed=0; while read -r seed mode _; do \
+	  case "$$seed" in ''|\#*) continue;; esac; \
+	  $(VENV)/python -m chaos.run --seed $$seed $$([ "$$mode" = quick ] && echo --quick) $(CHAOS_ARGS) </dev/null || failed=1; \
+	done < chaos/regressions.txt; exit $$failed
 
 format: setup
 	$(VENV)/ruff format .

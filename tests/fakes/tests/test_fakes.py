@@ -406,6 +406,34 @@ async def test_fault_proxy_cut_and_restore() -> None:
         await echo.wait_closed()
 
 
+async def test_fault_proxy_stall_holds_bytes_until_restore_and_cut_ends_it() -> None:
+    echo = await asyncio.start_server(_echo, "127.0.0.1", 0)
+    echo_port = echo.sockets[0].getsockname()[1]
+    try:
+        async with FaultProxy("127.0.0.1", echo_port) as proxy:
+            reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+            proxy.stall()
+            assert proxy.is_stalled
+            writer.write(b"held")
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(reader.readexactly(4), 0.3)
+            assert proxy.active_connections == 1  # hanging, not dropped
+            proxy.restore()
+            assert await asyncio.wait_for(reader.readexactly(4), 2) == b"held"
+
+            proxy.stall()
+            writer.write(b"z")
+            await proxy.cut()  # a cut ends a stall at once: stalled pumps are cancelled
+            assert await _is_dropped(reader)
+            writer.close()
+            proxy.restore()
+            assert not proxy.is_stalled
+            assert await _roundtrip(proxy.port, b"back") == b"back"
+    finally:
+        echo.close()
+        await echo.wait_closed()
+
+
 async def test_fault_proxy_upstream_down_and_stop() -> None:
     with_nothing = FaultProxy("127.0.0.1", 1)  # nothing listens on port 1
     await with_nothing.start()

@@ -2,7 +2,9 @@
 
 Services under test connect to the proxy instead of RabbitMQ/PostgreSQL; ``cut()``
 then looks to them like the server vanished (open connections drop, new ones are
-closed at once) while the real server and its state stay untouched.
+closed at once) while the real server and its state stay untouched. ``stall()``
+instead holds every byte in both directions, connections open, until ``restore()``:
+a network that hangs rather than fails.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ class FaultProxy:
         self._links: set[_Link] = set()
         self._handlers: set[asyncio.Task[None]] = set()
         self._cut = False
+        self._flowing = asyncio.Event()
+        self._flowing.set()
 
     @property
     def port(self) -> int:
@@ -62,6 +66,10 @@ class FaultProxy:
     @property
     def is_cut(self) -> bool:
         return self._cut
+
+    @property
+    def is_stalled(self) -> bool:
+        return not self._flowing.is_set()
 
     @property
     def active_connections(self) -> int:
@@ -103,14 +111,22 @@ class FaultProxy:
         self._cut = True
         await self._drop_all()
 
+    def stall(self) -> None:
+        """Hang: nothing is forwarded either way (new connections are accepted and held
+        too) until ``restore()``; what was held is then delivered."""
+        self._flowing.clear()
+
     def restore(self) -> None:
-        """End the outage: new connections are forwarded again."""
+        """End the outage or the stall: connections are forwarded again."""
         self._cut = False
+        self._flowing.set()
 
     async def _drop_all(self) -> None:
         links = list(self._links)
         for link in links:
             link.abort()
+            for pump in link.pumps:  # a stalled pump waits on no socket
+                pump.cancel()
         await asyncio.gather(*(p for link in links for p in link.pumps), return_exceptions=True)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -137,8 +153,8 @@ class FaultProxy:
             return
         link = _Link(writer, up_writer)
         link.pumps = [
-            asyncio.create_task(self._pump(reader, up_writer, link)),
-            asyncio.create_task(self._pump(up_reader, writer, link)),
+            asyncio.create_task(self._pump(reader, up_writer, link, self._flowing)),
+            asyncio.create_task(self._pump(up_reader, writer, link, self._flowing)),
         ]
         self._links.add(link)
         try:
@@ -149,11 +165,15 @@ class FaultProxy:
 
     @staticmethod
     async def _pump(
-        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, link: _Link
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        link: _Link,
+        flowing: asyncio.Event,
     ) -> None:
         """Copy one direction; a clean EOF is passed on, an error tears down both sides."""
         try:
             while data := await reader.read(_BUFFER):
+                await flowing.wait()
                 writer.write(data)
                 await writer.drain()
             if writer.can_write_eof() and not writer.transport.is_closing():
