@@ -31,9 +31,16 @@ from glia_e2e.processes import Process, base_env, free_port
 from glia_fakes import FakeLLMControl
 
 REPO = Path(__file__).resolve().parent.parent
-SERVER_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-BROKER = ("127.0.0.1", 5672)
-POSTGRES = ("127.0.0.1", 5432)
+# The PostgreSQL cluster and RabbitMQ node the run uses (and, in the full run, restarts):
+# the machine's own by default. CHAOS_PG_PORT / CHAOS_PG_CLUSTER and CHAOS_AMQP_PORT (with
+# RABBITMQ_NODENAME for rabbitmqctl) point a run at private ones instead, so that its
+# machine-wide faults touch nothing else.
+PG_PORT = int(os.environ.get("CHAOS_PG_PORT", "5432"))
+PG_CLUSTER = os.environ.get("CHAOS_PG_CLUSTER", "main")
+AMQP_PORT = int(os.environ.get("CHAOS_AMQP_PORT", "5672"))
+SERVER_ADMIN_URL = f"postgresql://postgres@127.0.0.1:{PG_PORT}/postgres"
+BROKER = ("127.0.0.1", AMQP_PORT)
+POSTGRES = ("127.0.0.1", PG_PORT)
 COMMANDS = {"chat": "glia-chat-api", "extractor": "glia-extractor", "cards": "glia-card-query"}
 
 
@@ -98,7 +105,7 @@ def pg_cluster() -> str:
 
 def pg_ctl(action: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", pg_cluster(), "main", action],
+        ["pg_ctlcluster", "--skip-systemctl-redirect", pg_cluster(), PG_CLUSTER, action],
         capture_output=True,
         text=True,
         timeout=120,
@@ -125,8 +132,8 @@ class Cluster:
         tag = secrets.token_hex(4)
         self.database = f"glia_chaos_{tag}"
         self.vhost = f"glia-chaos-{tag}"
-        self.admin_url = f"postgresql://postgres@127.0.0.1:5432/{self.database}"
-        self.amqp_url = f"amqp://guest:guest@127.0.0.1:5672/{quote(self.vhost, safe='')}"
+        self.admin_url = f"postgresql://postgres@127.0.0.1:{PG_PORT}/{self.database}"
+        self.amqp_url = f"amqp://guest:guest@127.0.0.1:{AMQP_PORT}/{quote(self.vhost, safe='')}"
         self.jwt_secret = secrets.token_urlsafe(32)
         self.services: dict[str, Process] = {}
         self.proxy_url = ""
@@ -158,7 +165,9 @@ class Cluster:
         self.teardown.add("drop database", drop_database)
         env = base_env(
             {
-                "GLIA_DATABASE_URL": f"postgresql://glia_app:glia_app@127.0.0.1:5432/{self.database}",
+                "GLIA_DATABASE_URL": (
+                    f"postgresql://glia_app:glia_app@127.0.0.1:{PG_PORT}/{self.database}"
+                ),
                 "GLIA_DATABASE_ADMIN_URL": SERVER_ADMIN_URL,
             }
         )
