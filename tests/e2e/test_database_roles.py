@@ -17,15 +17,12 @@ import asyncpg
 import httpx
 import pytest
 
+from glia_e2e.api import bearer
 from glia_e2e.processes import BIN, Process, base_env, free_port
 from glia_e2e.seeding import seed_conversation
 from glia_e2e.sse import post_message
 
 pytestmark = pytest.mark.e2e
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def wait_current(cards: httpx.AsyncClient, cid: uuid.UUID, token: str) -> None:

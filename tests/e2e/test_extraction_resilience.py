@@ -16,14 +16,11 @@ import aio_pika
 import asyncpg
 import pytest
 
+from glia_e2e.api import bearer
 from glia_e2e.processes import Process, free_port
 from glia_e2e.sse import post_message
 
 pytestmark = pytest.mark.e2e
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def runs(admin_db: asyncpg.Connection, cid: str) -> list[asyncpg.Record]:

@@ -12,14 +12,11 @@ import httpx
 import pytest
 
 from glia_common.models import USER_TABLES
+from glia_e2e.api import bearer
 from glia_e2e.sse import post_message
 from glia_e2e.tokens import bad_tokens
 
 pytestmark = pytest.mark.e2e
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture(scope="module")

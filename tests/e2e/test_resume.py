@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from glia_e2e.api import bearer, new_conversation
 from glia_e2e.processes import Process
 from glia_e2e.sse import Event, iter_events, post_message, read_stream
 
@@ -23,18 +24,8 @@ pytestmark = pytest.mark.e2e
 SLOW_TURN = {"mode": "slow", "delay_s": 0, "chunk_delay_s": 0.4, "chunks": 30}
 
 
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
 def events_path(cid: str, mid: str) -> str:
     return f"/v1/conversations/{cid}/messages/{mid}/events"
-
-
-async def new_conversation(chat: httpx.AsyncClient, token: str) -> str:
-    response = await chat.post("/v1/conversations", json={"title": "resume"}, headers=bearer(token))
-    assert response.status_code == 201, response.text
-    return str(response.json()["id"])
 
 
 async def start_and_hang_up(

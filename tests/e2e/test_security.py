@@ -19,13 +19,10 @@ import httpx
 import jwt
 import pytest
 
+from glia_e2e.api import bearer, new_conversation
 from glia_e2e.sse import post_message
 
 pytestmark = pytest.mark.e2e
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def forged(obj: Any) -> str:
@@ -48,12 +45,6 @@ FORGED_CURSORS = [
     "%%%",
     "A" * 500,
 ]
-
-
-async def new_conversation(client: httpx.AsyncClient, token: str) -> str:
-    r = await client.post("/v1/conversations", json={}, headers=bearer(token))
-    assert r.status_code == 201
-    return str(r.json()["id"])
 
 
 async def test_forged_cursors_are_422_on_every_paginated_route(

@@ -9,13 +9,10 @@ from typing import Any
 import asyncpg
 import pytest
 
+from glia_e2e.api import bearer
 from glia_e2e.sse import post_message
 
 pytestmark = pytest.mark.e2e
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def wait_for_freshness(

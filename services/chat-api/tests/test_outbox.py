@@ -16,17 +16,11 @@ import pytest
 
 from glia_chat_api.main import create_app
 from glia_common.messaging import EXTRACTION_QUEUE_NAME
+from glia_e2e.api import new_conversation
 from glia_e2e.sse import post_message
 from glia_fakes.tcp_proxy import FaultProxy
 
 pytestmark = pytest.mark.integration
-
-
-async def new_conversation(client: httpx.AsyncClient, token: str) -> str:
-    r = await client.post(
-        "/v1/conversations", json={}, headers={"Authorization": f"Bearer {token}"}
-    )
-    return str(r.json()["id"])
 
 
 async def find_message(

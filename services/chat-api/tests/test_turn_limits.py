@@ -6,21 +6,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import httpx
 import pytest
 
+from glia_e2e.api import bearer, new_conversation
 from glia_e2e.sse import iter_events, post_message
 
 pytestmark = pytest.mark.integration
-
-
-def auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-async def new_conversation(client: httpx.AsyncClient, token: str) -> str:
-    r = await client.post("/v1/conversations", json={}, headers=auth(token))
-    return str(r.json()["id"])
 
 
 async def test_concurrent_turns_are_limited_across_replicas(
@@ -37,7 +28,7 @@ async def test_concurrent_turns_are_limited_across_replicas(
     token = mint(user)
     cid = await new_conversation(a, token)
     async with a.stream(
-        "POST", f"/v1/conversations/{cid}/messages", json={"content": "one"}, headers=auth(token)
+        "POST", f"/v1/conversations/{cid}/messages", json={"content": "one"}, headers=bearer(token)
     ) as running:
         async for event in iter_events(running):
             if event.event == "delta":
@@ -45,7 +36,7 @@ async def test_concurrent_turns_are_limited_across_replicas(
         # The first reply still streams: a second turn, on either replica, is refused.
         for replica in (a, b):
             r = await replica.post(
-                f"/v1/conversations/{cid}/messages", json={"content": "two"}, headers=auth(token)
+                f"/v1/conversations/{cid}/messages", json={"content": "two"}, headers=bearer(token)
             )
             assert r.status_code == 429
             assert r.headers["content-type"].startswith("application/problem+json")
@@ -75,12 +66,12 @@ async def test_turns_per_minute_are_limited_but_replays_are_not(
     first = await post_message(chat, cid, "one", token, idempotency_key="k1")
     assert (await post_message(chat, cid, "two", token)).names()[-1] == "done"
     r = await chat.post(
-        f"/v1/conversations/{cid}/messages", json={"content": "three"}, headers=auth(token)
+        f"/v1/conversations/{cid}/messages", json={"content": "three"}, headers=bearer(token)
     )
     assert r.status_code == 429
     assert 1 <= int(r.headers["retry-after"]) <= 60
     # A repeated request creates nothing: it replays, whatever the limit.
     again = await post_message(chat, cid, "one", token, idempotency_key="k1")
     assert again.status == 200 and again.text() == first.text()
-    detail = (await chat.get(f"/v1/conversations/{cid}", headers=auth(token))).json()
+    detail = (await chat.get(f"/v1/conversations/{cid}", headers=bearer(token))).json()
     assert len(detail["messages"]) == 4

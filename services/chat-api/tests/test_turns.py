@@ -11,17 +11,10 @@ import asyncpg
 import httpx
 import pytest
 
+from glia_e2e.api import new_conversation
 from glia_e2e.sse import iter_events, post_message
 
 pytestmark = pytest.mark.integration
-
-
-async def new_conversation(client: httpx.AsyncClient, token: str) -> str:
-    r = await client.post(
-        "/v1/conversations", json={"title": "t"}, headers={"Authorization": f"Bearer {token}"}
-    )
-    assert r.status_code == 201
-    return str(r.json()["id"])
 
 
 async def messages_of(client: httpx.AsyncClient, cid: str, token: str) -> list[dict[str, Any]]:

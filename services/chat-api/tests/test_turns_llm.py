@@ -10,17 +10,11 @@ import asyncpg
 import httpx
 import pytest
 
+from glia_e2e.api import new_conversation
 from glia_e2e.sse import iter_events, post_message
 from glia_fakes.llm import DEFAULT_CHAT_REPLY
 
 pytestmark = pytest.mark.integration
-
-
-async def new_conversation(client: httpx.AsyncClient, token: str) -> str:
-    r = await client.post(
-        "/v1/conversations", json={}, headers={"Authorization": f"Bearer {token}"}
-    )
-    return str(r.json()["id"])
 
 
 async def stored(admin_db: asyncpg.Connection, message_id: str) -> asyncpg.Record:

@@ -12,19 +12,11 @@ import asyncpg
 import httpx
 import pytest
 
+from glia_e2e.api import bearer, new_conversation
 from glia_e2e.sse import Event, iter_events, post_message, resume
 from glia_fakes.llm import DEFAULT_CHAT_REPLY
 
 pytestmark = pytest.mark.integration
-
-
-def auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-async def new_conversation(client: httpx.AsyncClient, token: str) -> str:
-    r = await client.post("/v1/conversations", json={}, headers=auth(token))
-    return str(r.json()["id"])
 
 
 def shape(events: list[Event]) -> list[tuple[str | None, str | None, Any]]:
@@ -37,7 +29,10 @@ async def read_until_deltas(
     """Start a turn and hang up after ``deltas`` deltas: (assistant id, events seen)."""
     seen: list[Event] = []
     async with client.stream(
-        "POST", f"/v1/conversations/{cid}/messages", json={"content": "go on"}, headers=auth(token)
+        "POST",
+        f"/v1/conversations/{cid}/messages",
+        json={"content": "go on"},
+        headers=bearer(token),
     ) as response:
         async for event in iter_events(response):
             seen.append(event)
@@ -151,14 +146,14 @@ async def test_cancel_ends_the_turn_incomplete(
     cid = await new_conversation(chat_llm, token)
     events: list[Event] = []
     async with chat_llm.stream(
-        "POST", f"/v1/conversations/{cid}/messages", json={"content": "go"}, headers=auth(token)
+        "POST", f"/v1/conversations/{cid}/messages", json={"content": "go"}, headers=bearer(token)
     ) as response:
         async for event in iter_events(response):
             events.append(event)
             if sum(e.event == "delta" for e in events) == 2:
                 mid = events[0].data["assistant_message_id"]
                 r = await chat_llm.post(
-                    f"/v1/conversations/{cid}/messages/{mid}/cancel", headers=auth(token)
+                    f"/v1/conversations/{cid}/messages/{mid}/cancel", headers=bearer(token)
                 )
                 assert r.status_code == 202
                 assert r.json() == {"assistant_message_id": mid, "status": "incomplete"}
@@ -177,7 +172,7 @@ async def test_cancel_ends_the_turn_incomplete(
     ), "a cancelled turn still requests extraction"
     # The stored outcome replays the same way; cancelling again changes nothing.
     assert (await resume(chat_llm, cid, mid, token)).events[-1].data["code"] == "cancelled"
-    r = await chat_llm.post(f"/v1/conversations/{cid}/messages/{mid}/cancel", headers=auth(token))
+    r = await chat_llm.post(f"/v1/conversations/{cid}/messages/{mid}/cancel", headers=bearer(token))
     assert r.status_code == 202 and r.json()["status"] == "incomplete"
 
 
@@ -192,14 +187,14 @@ async def test_cancel_through_another_replica(
     cid = await new_conversation(a, token)
     events: list[Event] = []
     async with a.stream(
-        "POST", f"/v1/conversations/{cid}/messages", json={"content": "go"}, headers=auth(token)
+        "POST", f"/v1/conversations/{cid}/messages", json={"content": "go"}, headers=bearer(token)
     ) as response:
         async for event in iter_events(response):
             events.append(event)
             if sum(e.event == "delta" for e in events) == 1:
                 mid = events[0].data["assistant_message_id"]
                 r = await b.post(
-                    f"/v1/conversations/{cid}/messages/{mid}/cancel", headers=auth(token)
+                    f"/v1/conversations/{cid}/messages/{mid}/cancel", headers=bearer(token)
                 )
                 assert r.status_code == 202 and r.json()["status"] == "incomplete"
     assert events[-1].event == "error" and events[-1].data["code"] == "cancelled"
@@ -228,7 +223,7 @@ async def test_cancel_settles_a_turn_whose_replica_is_gone(
         mid,
         "ab" * 16,
     )
-    r = await chat.post(f"/v1/conversations/{cid}/messages/{mid}/cancel", headers=auth(token))
+    r = await chat.post(f"/v1/conversations/{cid}/messages/{mid}/cancel", headers=bearer(token))
     assert r.status_code == 202 and r.json()["status"] == "incomplete"
     assert (await stored(admin_db, str(mid)))["content"] == "half an ans"
     replay = await resume(chat, str(cid), str(mid), token)
@@ -244,10 +239,10 @@ async def test_cancel_of_another_users_turn_is_404(
     original = await post_message(chat_llm, cid, "hello", token)
     mid = original.first("start").data["assistant_message_id"]
     r = await chat_llm.post(
-        f"/v1/conversations/{cid}/messages/{mid}/cancel", headers=auth(mint(user + "-x"))
+        f"/v1/conversations/{cid}/messages/{mid}/cancel", headers=bearer(mint(user + "-x"))
     )
     assert r.status_code == 404
-    r = await chat_llm.post(f"/v1/conversations/{cid}/messages/{mid}/cancel", headers=auth(token))
+    r = await chat_llm.post(f"/v1/conversations/{cid}/messages/{mid}/cancel", headers=bearer(token))
     assert r.status_code == 202 and r.json()["status"] == "complete"
 
 
@@ -262,7 +257,7 @@ async def test_idle_streams_get_heartbeats_and_a_retry_hint(
     cid = await new_conversation(chat, token)
     raw = b""
     async with chat.stream(
-        "POST", f"/v1/conversations/{cid}/messages", json={"content": "hi"}, headers=auth(token)
+        "POST", f"/v1/conversations/{cid}/messages", json={"content": "hi"}, headers=bearer(token)
     ) as response:
         async for chunk in response.aiter_bytes():
             raw += chunk
@@ -344,7 +339,7 @@ async def test_a_cancel_after_the_reply_ended_keeps_it_complete(
         "SELECT id FROM messages WHERE conversation_id = $1 AND role = 'assistant'",
         uuid.UUID(cid),
     )
-    r = await chat_llm.post(f"/v1/conversations/{cid}/messages/{mid}/cancel", headers=auth(token))
+    r = await chat_llm.post(f"/v1/conversations/{cid}/messages/{mid}/cancel", headers=bearer(token))
     assert r.status_code == 202 and r.json()["status"] == "complete"
     stream = await turn
     assert stream.names()[-1] == "done"
@@ -369,7 +364,7 @@ async def test_a_resume_that_cannot_read_the_database_ends_with_an_error(
         mid, _ = await read_until_deltas(a, cid, token, 1)
         events: list[Event] = []
         async with b.stream(
-            "GET", f"/v1/conversations/{cid}/messages/{mid}/events", headers=auth(token)
+            "GET", f"/v1/conversations/{cid}/messages/{mid}/events", headers=bearer(token)
         ) as response:
             async for event in iter_events(response):
                 events.append(event)
