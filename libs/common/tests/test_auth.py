@@ -673,3 +673,48 @@ async def test_a_good_token_passes_over_http() -> None:
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         r = await client.get("/v1/me", headers={"Authorization": f"Bearer {rs_token()}"})
     assert r.status_code == 200 and r.json() == {"user": "alice"}
+
+
+async def test_a_verified_token_is_trusted_again_without_a_second_verification(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    verifier = hs_verifier()
+    token = jwt.encode(claims(), SECRET, algorithm="HS256")
+    first = await verifier.verify(token)
+    decoded: list[str] = []
+    monkeypatch.setattr(jwt, "decode", lambda *a, **k: decoded.append("again") or {})
+    assert await verifier.verify(token) is first
+    assert decoded == []
+
+
+async def test_a_trusted_token_is_checked_again_once_it_expires(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    verifier = hs_verifier()
+    now = int(time.time())
+    token = jwt.encode(claims(iat=now - 10, exp=now + 5), SECRET, algorithm="HS256")
+    assert (await verifier.verify(token)).user_id == "alice"
+
+    def expired(*_: Any, **__: Any) -> dict[str, Any]:
+        raise jwt.ExpiredSignatureError
+
+    # Past its expiry and the leeway (well within a minute): verified again, and refused.
+    monkeypatch.setattr(time, "time", lambda: now + 5 + 31)
+    monkeypatch.setattr(jwt, "decode", expired)
+    with pytest.raises(AuthError, match="expired"):
+        await verifier.verify(token)
+
+
+async def test_a_trusted_token_is_verified_again_after_a_minute(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    verifier = hs_verifier()
+    token = jwt.encode(claims(), SECRET, algorithm="HS256")
+    await verifier.verify(token)
+    start = time.time()
+    calls: list[str] = []
+    real_decode = jwt.decode
+    monkeypatch.setattr(time, "time", lambda: start + 61)
+    monkeypatch.setattr(jwt, "decode", lambda *a, **k: calls.append("x") or real_decode(*a, **k))
+    assert (await verifier.verify(token)).user_id == "alice"
+    assert calls == ["x"]

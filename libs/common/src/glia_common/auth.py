@@ -32,6 +32,10 @@ MAX_SUBJECT_LENGTH = 128
 LEEWAY_S = 30
 MIN_SECRET_BYTES = 32  # RFC 7518 3.2: an HS256 key at least as long as the hash
 JWKS_FETCH_TIMEOUT_S = 2.5
+# A verified token is trusted again, without checking its signature, for at most this
+# long and never past its expiry: a client's next requests then skip the verification.
+VERIFIED_TTL_S = 60.0
+VERIFIED_MAX_ENTRIES = 4096
 JWKS_BACKOFF_S = (1.0, 60.0)  # first retry after a failed fetch, and the cap of doubling
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 # C0 controls, DEL, C1 controls, and lone surrogates (which no database text can hold).
@@ -179,6 +183,7 @@ class TokenVerifier:
         self._max_lifetime_s = settings.jwt_max_lifetime_s
         self._secret: str | None = None
         self._jwks: JwksCache | None = None
+        self._verified: dict[str, tuple[Principal, float]] = {}
         if settings.jwt_jwks_url:
             _check_jwks_url(settings.jwt_jwks_url, production)
             if not self._issuer:
@@ -213,6 +218,21 @@ class TokenVerifier:
             )
 
     async def verify(self, token: str) -> Principal:
+        now = time.time()
+        cached = self._verified.get(token)
+        if cached is not None:
+            principal, trusted_until = cached
+            if now < trusted_until:
+                return principal
+            del self._verified[token]
+        principal = await self._verify(token)
+        if len(self._verified) >= VERIFIED_MAX_ENTRIES:
+            del self._verified[next(iter(self._verified))]  # the oldest entry
+        exp = int(principal.claims["exp"]) + LEEWAY_S
+        self._verified[token] = (principal, min(now + VERIFIED_TTL_S, exp))
+        return principal
+
+    async def _verify(self, token: str) -> Principal:
         key, alg = await self._key_for(token)
         required = ["exp", "sub", "aud"] + (["iss"] if self._issuer else [])
         try:

@@ -23,6 +23,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from glia_common.settings import ServiceSettings
 
 _configured: set[str] = set()
+_exporting = False
 
 
 def _add_trace_ids(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
@@ -119,6 +120,7 @@ def _span_exporters() -> list[SpanExporter]:
 
 
 def configure_tracing(service_name: str) -> TracerProvider:
+    global _exporting
     attributes = {} if os.environ.get("OTEL_SERVICE_NAME") else {"service.name": service_name}
     exporters = _span_exporters()
     # Nothing exports: record nothing. Dropped spans still carry valid W3C ids, so every
@@ -128,6 +130,7 @@ def configure_tracing(service_name: str) -> TracerProvider:
     for exporter in exporters:
         provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
+    _exporting = bool(exporters)
     if exporters:
         # Database spans only when someone will see them: they cost on every query.
         from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
@@ -142,6 +145,11 @@ def configure_telemetry(service_name: str, settings: ServiceSettings) -> None:
     if service_name not in _configured and not _configured:
         configure_tracing(service_name)
     _configured.add(service_name)
+
+
+def spans_exported() -> bool:
+    """Whether this process exports spans (so recording them is worth their cost)."""
+    return _exporting
 
 
 def shutdown_telemetry() -> None:

@@ -6,12 +6,12 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from glia_chat_api.settings import ChatApiSettings
 from glia_chat_api.turns.runner import TurnRunner
 from glia_chat_api.turns.signals import TurnSignals
-from glia_common.db import user_transaction
+from glia_common.db import Database, user_transaction
 from glia_common.web.security import CurrentPrincipal
 
 
@@ -22,9 +22,9 @@ async def _settings(request: Request) -> ChatApiSettings:
     return settings
 
 
-async def _engine(request: Request) -> AsyncEngine:
-    engine: AsyncEngine = request.app.state.database
-    return engine
+async def _turn_database(request: Request) -> Database:
+    database: Database = request.app.state.turn_database
+    return database
 
 
 async def _sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
@@ -43,7 +43,7 @@ async def _signals(request: Request) -> TurnSignals:
 
 
 SettingsDep = Annotated[ChatApiSettings, Depends(_settings)]
-EngineDep = Annotated[AsyncEngine, Depends(_engine)]
+TurnDatabaseDep = Annotated[Database, Depends(_turn_database)]
 SessionMakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(_sessionmaker)]
 RunnerDep = Annotated[TurnRunner, Depends(_runner)]
 SignalsDep = Annotated[TurnSignals, Depends(_signals)]

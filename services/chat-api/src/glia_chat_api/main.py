@@ -21,6 +21,7 @@ from glia_chat_api.turns.sweeper import StaleTurnSweeper
 from glia_chat_api.webapp import mount_web_app
 from glia_common.auth import TokenVerifier
 from glia_common.db import (
+    create_driver_pool,
     create_engine,
     create_sessionmaker,
     create_worker_engine,
@@ -69,6 +70,9 @@ def create_app(settings: ChatApiSettings | None = None) -> FastAPI:
         )
         engine = create_engine(settings)
         sessionmaker = create_sessionmaker(engine)
+        # A turn's statements run on the driver (turns/store.py): they take connections
+        # from a plain asyncpg pool, without an engine checkout and its ping per statement.
+        turn_database = await create_driver_pool(settings)
         # The relay and the sweeper work across users, as the worker role.
         worker_engine = create_worker_engine(settings, engine)
         worker_sessionmaker = create_sessionmaker(worker_engine)
@@ -88,11 +92,12 @@ def create_app(settings: ChatApiSettings | None = None) -> FastAPI:
         model = build_chat_model(settings)
         app.state.settings = settings
         app.state.database = engine
+        app.state.turn_database = turn_database
         app.state.sessionmaker = sessionmaker
         app.state.broker = broker
         app.state.relay = relay
         runner = TurnRunner(
-            engine, model, HistoryBudget(settings.chat_history_tokens), on_settled=relay.wake
+            turn_database, model, HistoryBudget(settings.chat_history_tokens), on_settled=relay.wake
         )
         signals = TurnSignals(
             driver_database_url(settings.database_url),
@@ -121,6 +126,7 @@ def create_app(settings: ChatApiSettings | None = None) -> FastAPI:
             await relay.stop()
             if worker_engine is not engine:
                 await worker_engine.dispose()
+            await turn_database.close()
             await engine.dispose()
             shutdown_telemetry()
 

@@ -9,6 +9,7 @@ from glia_common.db.engine import (
 from glia_common.db.roles import UnsafeDatabaseRole, refuse_privileged_roles
 from glia_common.db.scope import (
     CONNECTION_ERRORS,
+    Database,
     system_transaction,
     user_connection,
     user_transaction,
@@ -16,6 +17,7 @@ from glia_common.db.scope import (
 
 __all__ = [
     "CONNECTION_ERRORS",
+    "Database",
     "UnsafeDatabaseRole",
     "create_driver_pool",
     "create_engine",

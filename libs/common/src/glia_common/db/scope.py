@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import TypeAlias
 
 import asyncpg
 from asyncpg.transaction import Transaction
@@ -16,6 +17,9 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 SET_USER = "SELECT set_config('glia.user_id', $1, true)"
+
+# Where a hot path takes its driver connections: a plain asyncpg pool, or an engine's.
+Database: TypeAlias = AsyncEngine | asyncpg.Pool
 
 # What a connection that lost its server (a restart, a cut, an administrator's
 # termination) raises on the driver: work on it can be retried on another connection.
@@ -62,7 +66,7 @@ async def system_transaction(
 
 @asynccontextmanager
 async def user_connection(
-    database: AsyncEngine | asyncpg.Pool, user_id: str, *, read_only: bool = False
+    database: Database, user_id: str, *, read_only: bool = False
 ) -> AsyncIterator[asyncpg.Connection]:
     """One transaction as ``user_id`` on a pooled asyncpg connection - from an engine's
     pool or a plain driver pool - for the hot paths that skip the ORM: commits on
@@ -109,7 +113,7 @@ async def _roll_back_or_drop(conn: asyncpg.Connection, transaction: Transaction)
 
 @asynccontextmanager
 async def _checkout(
-    database: AsyncEngine | asyncpg.Pool,
+    database: Database,
 ) -> AsyncIterator[tuple[asyncpg.Connection, Callable[[], Awaitable[None]]]]:
     """A pooled driver connection, and how to drop the whole pool's connections."""
     if isinstance(database, asyncpg.Pool):

@@ -11,7 +11,6 @@ import asyncpg
 import uvicorn
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from sqlalchemy import text
 
 from glia_common.settings import ServiceSettings
@@ -26,6 +25,7 @@ from glia_common.web.problems import (
 )
 from glia_common.web.request_id import RequestIdMiddleware
 from glia_common.web.security import authenticate
+from glia_common.web.tracing import install_tracing
 
 VERSION = "0.1.0"
 
@@ -80,10 +80,7 @@ def build_service_app(
     app.include_router(health_router(lambda: {"database": database, "broker": broker}))
     for router in routers:
         app.include_router(router)
-    # No span per ASGI send/receive: a streamed turn would otherwise make one per event.
-    FastAPIInstrumentor.instrument_app(
-        app, excluded_urls="healthz,readyz,metrics", exclude_spans=["receive", "send"]
-    )
+    install_tracing(app)
     install_metrics(app)
     # Outermost: request ids on every answer, then the size limit before anything reads.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.http_max_body_bytes)

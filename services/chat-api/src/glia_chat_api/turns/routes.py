@@ -18,7 +18,7 @@ from opentelemetry import propagate, trace
 from pydantic import BaseModel
 
 from glia_chat_api import metrics
-from glia_chat_api.deps import EngineDep, RunnerDep, SettingsDep, SignalsDep
+from glia_chat_api.deps import RunnerDep, SettingsDep, SignalsDep, TurnDatabaseDep
 from glia_chat_api.turns.schemas import MessageCreate
 from glia_chat_api.turns.service import (
     ConversationNotFound,
@@ -70,7 +70,7 @@ async def _start_turn(
     conversation_id: uuid.UUID,
     body: MessageCreate,
     principal: CurrentPrincipal,
-    engine: EngineDep,
+    database: TurnDatabaseDep,
     settings: SettingsDep,
     idempotency_key: IdempotencyKey = None,
 ) -> NewTurn | RecordedTurn:
@@ -78,7 +78,7 @@ async def _start_turn(
     structlog.contextvars.bind_contextvars(conversation_id=str(conversation_id))
     try:
         return await begin_turn(
-            engine,
+            database,
             user_id=principal.user_id,
             conversation_id=conversation_id,
             content=body.content,
@@ -150,12 +150,12 @@ async def _owned_turn(
     conversation_id: uuid.UUID,
     message_id: uuid.UUID,
     principal: CurrentPrincipal,
-    engine: EngineDep,
+    database: TurnDatabaseDep,
 ) -> _TurnTarget:
     """The caller's turn whose reply is ``message_id``; another user's, a user message, or
     a missing one is 404."""
     structlog.contextvars.bind_contextvars(conversation_id=str(conversation_id))
-    turn = await load_turn(engine, principal.user_id, conversation_id, message_id)
+    turn = await load_turn(database, principal.user_id, conversation_id, message_id)
     if turn is None:
         raise not_found("message")
     return _TurnTarget(principal.user_id, turn)
@@ -197,7 +197,7 @@ async def turn_events(
     target: Annotated[_TurnTarget, Depends(_owned_turn)],
     after: Annotated[int, Depends(_last_event_id)],
     principal: CurrentPrincipal,
-    engine: EngineDep,
+    database: TurnDatabaseDep,
     runner: RunnerDep,
     signals: SignalsDep,
     settings: SettingsDep,
@@ -212,7 +212,7 @@ async def turn_events(
 
         async def load() -> RecordedTurn | None:
             return await load_turn(
-                engine, target.user_id, turn.conversation_id, turn.assistant_message_id
+                database, target.user_id, turn.conversation_id, turn.assistant_message_id
             )
 
         events = follow_stored(
@@ -236,7 +236,7 @@ class CancelAccepted(BaseModel):
 )
 async def cancel_turn(
     target: Annotated[_TurnTarget, Depends(_owned_turn)],
-    engine: EngineDep,
+    database: TurnDatabaseDep,
     runner: RunnerDep,
     signals: SignalsDep,
 ) -> CancelAccepted:
@@ -244,18 +244,18 @@ async def cancel_turn(
     answer comes once the turn has settled, so a read after it sees the final state."""
     turn = target.turn
     if not turn.settled:
-        turn = await _cancel(target, engine, runner, signals)
+        turn = await _cancel(target, database, runner, signals)
     return CancelAccepted(assistant_message_id=turn.assistant_message_id, status=turn.status)
 
 
 async def _cancel(
-    target: _TurnTarget, engine: EngineDep, runner: RunnerDep, signals: SignalsDep
+    target: _TurnTarget, database: TurnDatabaseDep, runner: RunnerDep, signals: SignalsDep
 ) -> RecordedTurn:
     turn, user_id = target.turn, target.user_id
     mid = turn.assistant_message_id
 
     async def reload() -> RecordedTurn | None:
-        return await load_turn(engine, user_id, turn.conversation_id, mid)
+        return await load_turn(database, user_id, turn.conversation_id, mid)
 
     live = runner.get(mid)
     if live is not None:
@@ -284,6 +284,6 @@ async def _cancel(
         error_message=CANCELLED.message,
         error_retryable=CANCELLED.retryable,
     )
-    if await settle_turn(engine, user_id, current, outcome, trace_headers=headers, announce=True):
+    if await settle_turn(database, user_id, current, outcome, trace_headers=headers, announce=True):
         metrics.TURNS.labels("cancelled").inc()
     return await reload() or current

@@ -18,7 +18,6 @@ from typing import Any
 
 from fastapi.sse import ServerSentEvent
 from opentelemetry import propagate
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from glia_chat_api import metrics
 from glia_chat_api.llm import ChatError, ChatModel
@@ -40,6 +39,7 @@ from glia_chat_api.turns.sse import (
     EventSequence,
     StartData,
 )
+from glia_common.db import Database
 from glia_common.telemetry import get_logger
 
 log = get_logger(__name__)
@@ -127,12 +127,12 @@ class LiveTurn:
 class TurnRunner:
     def __init__(
         self,
-        engine: AsyncEngine,
+        database: Database,
         model: ChatModel,
         budget: HistoryBudget,
         on_settled: Callable[[], None] = lambda: None,
     ) -> None:
-        self._engine = engine
+        self._database = database
         self._model = model
         self._budget = budget
         self._on_settled = on_settled
@@ -286,7 +286,7 @@ class TurnRunner:
             live.checkpointed_at = time.monotonic()
             try:
                 await checkpoint_turn(
-                    self._engine,
+                    self._database,
                     live.turn,
                     live.text,
                     list(live.delta_ends),
@@ -305,7 +305,7 @@ class TurnRunner:
         while True:
             try:
                 stored = await settle_turn(
-                    self._engine,
+                    self._database,
                     turn.user_id,
                     turn,
                     outcome,
@@ -352,7 +352,7 @@ class TurnRunner:
         turn = live.turn
         try:
             stored = await load_turn(
-                self._engine, turn.user_id, turn.conversation_id, turn.assistant_message_id
+                self._database, turn.user_id, turn.conversation_id, turn.assistant_message_id
             )
         except Exception:
             return False
@@ -369,7 +369,7 @@ class TurnRunner:
         turn = live.turn
         try:
             stored = await load_turn(
-                self._engine, turn.user_id, turn.conversation_id, turn.assistant_message_id
+                self._database, turn.user_id, turn.conversation_id, turn.assistant_message_id
             )
         except Exception:
             stored = None

@@ -12,12 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import asyncpg
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from glia_chat_api.llm import ChatTurnMessage
 from glia_chat_api.turns.signals import TURNS_CHANNEL, signal_payload
 from glia_chat_api.turns.store import RecordedTurn, TurnStore
-from glia_common.db import user_connection
+from glia_common.db import Database, user_connection
 
 
 class ConversationNotFound(Exception):
@@ -70,7 +69,7 @@ def request_hash(conversation_id: uuid.UUID, content: str) -> str:
 
 
 async def begin_turn(
-    engine: AsyncEngine,
+    database: Database,
     *,
     user_id: str,
     conversation_id: uuid.UUID,
@@ -86,7 +85,7 @@ async def begin_turn(
     limited; a new turn is, per user, across every replica."""
     fingerprint = request_hash(conversation_id, content)
     try:
-        async with user_connection(engine, user_id) as conn:
+        async with user_connection(database, user_id) as conn:
             store = TurnStore(conn)
             if idempotency_key is not None:
                 earlier = await store.by_idempotency_key(idempotency_key)
@@ -162,7 +161,7 @@ class TurnRef(Protocol):
 
 
 async def settle_turn(
-    engine: AsyncEngine,
+    database: Database,
     user_id: str,
     turn: TurnRef,
     outcome: TurnOutcome,
@@ -173,7 +172,7 @@ async def settle_turn(
     """Store the assistant message's final state and, in the same transaction, request
     extraction through the outbox (and, when the turn is followed from another replica,
     announce it). False when the turn had already been settled."""
-    async with user_connection(engine, user_id) as conn:
+    async with user_connection(database, user_id) as conn:
         store = TurnStore(conn)
         settled = await store.settle(
             turn_id=turn.turn_id,
@@ -197,7 +196,7 @@ async def settle_turn(
 
 
 async def checkpoint_turn(
-    engine: AsyncEngine,
+    database: Database,
     turn: NewTurn,
     content: str,
     delta_ends: list[int],
@@ -206,7 +205,7 @@ async def checkpoint_turn(
 ) -> None:
     """Save the streamed text so far and where its deltas end; also the heartbeat that
     keeps a live turn from being swept."""
-    async with user_connection(engine, turn.user_id) as conn:
+    async with user_connection(database, turn.user_id) as conn:
         store = TurnStore(conn)
         await store.checkpoint(turn.turn_id, turn.assistant_message_id, content, delta_ends)
         if announce:
@@ -214,8 +213,8 @@ async def checkpoint_turn(
 
 
 async def load_turn(
-    engine: AsyncEngine, user_id: str, conversation_id: uuid.UUID, message_id: uuid.UUID
+    database: Database, user_id: str, conversation_id: uuid.UUID, message_id: uuid.UUID
 ) -> RecordedTurn | None:
     """The turn whose reply is ``message_id`` in this user's conversation, as stored."""
-    async with user_connection(engine, user_id) as conn:
+    async with user_connection(database, user_id) as conn:
         return await TurnStore(conn).by_message(conversation_id, message_id)
