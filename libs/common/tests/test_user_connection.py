@@ -66,13 +66,17 @@ async def test_a_rollback_that_did_not_happen_drops_the_connection(
     this user's scope) is closed, and the next user gets a fresh one."""
     pids: list[int] = []
 
-    async def cancelled_rollback(self: Any) -> None:
-        raise asyncio.CancelledError
+    execute = asyncpg.Connection.execute
+
+    async def cancelled_rollback(self: Any, query: str, *args: Any, **kw: Any) -> Any:
+        if query == "ROLLBACK":
+            raise asyncio.CancelledError
+        return await execute(self, query, *args, **kw)
 
     with pytest.raises(asyncio.CancelledError):
         async with user_connection(database, user) as conn:
             pids.append(await conn.fetchval("SELECT pg_backend_pid()"))
-            monkeypatch.setattr(asyncpg.transaction.Transaction, "rollback", cancelled_rollback)
+            monkeypatch.setattr(asyncpg.Connection, "execute", cancelled_rollback)
             raise RuntimeError("the request failed")
     monkeypatch.undo()
     async with user_connection(database, "someone-else") as conn:
@@ -94,3 +98,23 @@ async def test_a_reader_sees_one_snapshot(database: Any, user: str, admin_db: An
         assert await reader.fetchval("SELECT count(*) FROM conversations") == before
     async with user_connection(database, user, read_only=True) as reader:
         assert await reader.fetchval("SELECT count(*) FROM conversations") == before + 1
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ["o'brien", "x'); SELECT set_config('glia.user_id', 'victim', true); --", "back\\slash'"],
+)
+async def test_a_user_id_is_a_literal_whatever_it_holds(database: Any, hostile: str) -> None:
+    # The scope is set in the same round trip as BEGIN, with the id quoted as a literal.
+    async with user_connection(database, hostile, read_only=True) as conn:
+        assert await conn.fetchval("SELECT current_setting('glia.user_id')") == hostile
+        assert await conn.fetchval("SHOW transaction_read_only") == "on"
+        assert await conn.fetchval("SHOW transaction_isolation") == "repeatable read"
+    assert await scope_outside(database) is None
+
+
+async def test_a_user_id_with_nul_is_refused_before_any_transaction(database: Any) -> None:
+    with pytest.raises(ValueError, match="NUL"):
+        async with user_connection(database, "nul\x00user"):
+            pass
+    assert await scope_outside(database) is None

@@ -7,7 +7,11 @@ from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 from glia_common.settings import DatabaseSettings, async_database_url, driver_database_url
 
 # Keep the server from holding a transaction open forever if a client stalls.
-SERVER_SETTINGS = {"idle_in_transaction_session_timeout": "60000"}
+SERVER_SETTINGS = {
+    "idle_in_transaction_session_timeout": "60000",
+    # What quoting a literal relies on (db/scope.py); PostgreSQL's default, made sure of.
+    "standard_conforming_strings": "on",
+}
 # And keep a client from waiting forever on a server that stopped answering (a peer gone
 # without a reset reaching us): no statement here takes this long. A statement that may
 # (the extractor's lock wait) passes its own timeout.
