@@ -94,6 +94,8 @@ class ServiceSettings(DatabaseSettings):
     http_max_body_bytes: int = Field(default=32_000 * 12 + 4096, ge=1024)
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
+    # An event loop held this long or longer is logged with what held it (0: off).
+    stall_log_ms: float = Field(default=250.0, ge=0)
 
 
 class AuthSettings(GliaSettings):

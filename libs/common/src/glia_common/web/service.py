@@ -4,7 +4,8 @@ metrics, request ids and tracing around the service's own routes; and how it is 
 from __future__ import annotations
 
 import gc
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
@@ -14,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from sqlalchemy import text
 
 from glia_common.settings import ServiceSettings
+from glia_common.stalls import StallMonitor
 from glia_common.web.body_limit import BodyLimitMiddleware
 from glia_common.web.health import health_router
 from glia_common.web.metrics import install_metrics
@@ -65,7 +67,7 @@ def build_service_app(
         title=title,
         version=VERSION,
         description=description,
-        lifespan=lifespan,
+        lifespan=_with_stall_monitor(lifespan, settings.stall_log_ms),
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_problem_handlers(app)
@@ -86,6 +88,23 @@ def build_service_app(
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.http_max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     return app
+
+
+def _with_stall_monitor(lifespan: Any, threshold_ms: float) -> Any:
+    if not threshold_ms:
+        return lifespan
+
+    @asynccontextmanager
+    async def monitored(app: FastAPI) -> AsyncIterator[None]:
+        monitor = StallMonitor(threshold_ms)
+        monitor.start()
+        try:
+            async with lifespan(app):
+                yield
+        finally:
+            await monitor.stop()
+
+    return monitored
 
 
 def _authenticate_before_validation(app: FastAPI) -> None:
