@@ -89,6 +89,6 @@ class StallMonitor:
             if late_s >= self._threshold_s / 2 and self._stack is None:
                 frame = sys._current_frames().get(self._loop_thread)
                 if frame is not None:
-                    self._stack = [
-                        line.strip() for line in traceback.format_stack(frame, limit=STACK_FRAMES)
-                    ]
+                    # The innermost frames: the code that runs, not the server around it.
+                    innermost = traceback.extract_stack(frame)[-STACK_FRAMES:]
+                    self._stack = [line.strip() for line in innermost.format()]
