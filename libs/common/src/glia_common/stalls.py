@@ -91,4 +91,4 @@ class StallMonitor:
                 if frame is not None:
                     # The innermost frames: the code that runs, not the server around it.
                     innermost = traceback.extract_stack(frame)[-STACK_FRAMES:]
-                    self._stack = [line.strip() for line in innermost.format()]
+                    self._stack = [line.strip() for line in traceback.format_list(innermost)]
