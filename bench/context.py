@@ -110,7 +110,7 @@ class Ctx:
 
     def token(self, user_id: str) -> str:
         if user_id not in self._tokens:
-            settings = AuthSettings(_env_file=None, jwt_secret=self.jwt_secret)  # type: ignore[call-arg]
+            settings = AuthSettings(_env_file=None, jwt_secret=self.jwt_secret)
             self._tokens[user_id] = mint_token(settings, user_id, ttl_s=4 * 3600)
         return self._tokens[user_id]
 
