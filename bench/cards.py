@@ -143,6 +143,7 @@ async def run(ctx: Ctx) -> dict[str, Any]:
         )
     route, fastapi = baselines
     await asyncio.to_thread(ctx.procs.start, glia, route, fastapi)
+    ctx.memory_idle(glia.name, route.name, fastapi.name)
     bases = {"glia": glia.url, "route": route.url, "fastapi": fastapi.url}
     tags = {name: await etags(ctx, base, convs) for name, base in bases.items()}
 

@@ -165,6 +165,8 @@ async def baseline(ctx: Ctx, convs: list[Conv], name: str, rate: float | None) -
 
 
 async def start_extractor(ctx: Ctx, name: str, **env: str) -> Any:
+    """Start a glia-extractor; ready once the queue has a consumer. Its idle memory is
+    recorded then."""
     port = free_port()
     proc = ctx.procs.make(
         name,
@@ -192,6 +194,7 @@ async def start_extractor(ctx: Ctx, name: str, **env: str) -> Any:
         else:
             raise TimeoutError(f"{name} is not consuming:\n{proc.tail()}")
     ctx.processes[name] = proc
+    ctx.memory_idle(name)
     return proc
 
 

@@ -23,7 +23,7 @@ if __package__ in (None, ""):  # `python bench/run.py`
 
 import asyncpg
 
-from bench import cards, chat, decoupling, extraction
+from bench import cards, chat, decoupling, extraction, memory
 from bench.context import Ctx, Knobs
 from bench.cpu import background_cores
 from bench.infra import (
@@ -200,6 +200,7 @@ async def bench(args: argparse.Namespace, infra: Infra, procs: Processes, run_di
             raise SystemExit("--profile needs py-spy: pip install --target /tmp/pyspy py-spy")
         ctx.profiler = Profiler(py_spy, run_dir / "profiles")
     pg_version = await admin.fetchval("SHOW server_version")
+    ctx.memory_idle(glia_chat.name, relay.name)
     try:
         rate = 20.0
         if "chat" in args.only:
@@ -226,6 +227,7 @@ async def bench(args: argparse.Namespace, infra: Infra, procs: Processes, run_di
                 lambda: decoupling.run(ctx, glia_chat.url, rate / 2),
                 args.retries,
             )
+        ctx.results["memory"] = memory.figures(ctx.details.get("memory", {}))
     finally:
         await session.close()
         await app_pool.close()
@@ -286,7 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     assert ctx is not None
     wall = time.perf_counter() - began
     results: dict[str, Any] = {
-        k: ctx.results[k] for k in ("chat", "extraction", "cards", "decoupling") if k in ctx.results
+        k: ctx.results[k]
+        for k in ("chat", "extraction", "cards", "decoupling", "memory")
+        if k in ctx.results
     }
     results["machine"] = ctx.results["machine"]
     code_at_end = code_fingerprint()
