@@ -5,9 +5,10 @@ of it since the process started, so a spike between two samples is not missed. B
 read, never computed: no allocator introspection, nothing injected into the services.
 MB here are MiB (the kernel's kB / 1024).
 
-A service's memory is read idle (after start-up, before any load) and during every
+A service's memory is read idle (after start-up, before any load), during every
 measured window (a sample every half second and one right after the window; the
-window's maximum is kept).
+window's maximum is kept) and, in the soak, every 10 s for the whole soak, where
+:func:`growth` says whether it kept growing after the warm-up.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.stats import figure
+
+GROWTH_PCT = 10.0  # growth after warm-up above which (with a positive slope) memory "grew"
 
 
 def read(pid: int) -> dict[str, float] | None:
@@ -149,3 +152,43 @@ def figures(details: dict[str, Any]) -> dict[str, Any]:
             out[f"{key}_load_mb"] = figure(load, base_load, "MB")
             out[f"{key}_peak_mb"] = figure(peak, base_peak, "MB")
     return out
+
+
+# --------------------------------------------------------------------------- soak
+
+
+def slope_per_min(samples: Sequence[tuple[float, float]]) -> float | None:
+    """Least-squares slope of ``(seconds, MB)`` samples, in MB per minute."""
+    if len(samples) < 2:
+        return None
+    n = len(samples)
+    mt = sum(t for t, _ in samples) / n
+    mv = sum(v for _, v in samples) / n
+    var = sum((t - mt) ** 2 for t, _ in samples)
+    if var == 0:
+        return None
+    cov = sum((t - mt) * (v - mv) for t, v in samples)
+    return cov / var * 60.0
+
+
+def growth(samples: Sequence[tuple[float, float]], warmup_s: float) -> dict[str, Any]:
+    """RSS over a soak, from the first sample at or after ``warmup_s``: first, last, max,
+    growth (last - first, MB and % of first), the least-squares slope (MB/min), and
+    ``grew``: growth above GROWTH_PCT % *and* a positive slope (a single late spike that
+    returns, or a high start that falls, is not growth)."""
+    kept = [(t, v) for t, v in samples if t >= warmup_s] or list(samples[-1:])
+    if not kept:
+        return {"samples": 0}
+    first, last = kept[0][1], kept[-1][1]
+    slope = slope_per_min(kept)
+    pct = (last - first) / first * 100 if first else None
+    return {
+        "samples": len(kept),
+        "first_mb": round(first, 1),
+        "last_mb": round(last, 1),
+        "max_mb": round(max(v for _, v in kept), 1),
+        "growth_mb": round(last - first, 1),
+        "growth_pct": None if pct is None else round(pct, 1),
+        "slope_mb_per_min": None if slope is None else round(slope, 3) + 0.0,  # no -0.0
+        "grew": pct is not None and slope is not None and pct > GROWTH_PCT and slope > 0,
+    }
