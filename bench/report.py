@@ -16,8 +16,8 @@ from typing import Any
 from bench.infra import REPO
 
 # The figure sections, in the order they are printed; "memory": baseline = the bare
-# process of the same part.
-SECTIONS = ("chat", "extraction", "cards", "decoupling", "memory")
+# process of the same part; "scale_out": value = 2 processes, baseline = 1.
+SECTIONS = ("chat", "extraction", "cards", "decoupling", "memory", "scale_out")
 
 # Which direction is good, per figure (ratio = value / baseline either way).
 HIGHER_IS_BETTER = {
@@ -173,7 +173,7 @@ def fmt(v: Any) -> str:
 def _better(section: str, name: str, unit: str) -> str:
     if name in HIGHER_IS_BETTER:
         return "higher"
-    if "rate" in name:
+    if "rate" in name or unit == "cores":
         return "-"
     if section == "decoupling":
         return "~1"
@@ -196,7 +196,7 @@ def grid(rows: Sequence[tuple[str, ...]]) -> list[str]:
 
 def table(results: dict[str, Any], targets: list[dict[str, Any]]) -> str:
     """The figures of every section run, then the targets (left out when none applies:
-    the soak prints its own tables)."""
+    the soak and scale-out modes print their own tables)."""
     rows = [("figure", "glia", "baseline", "ratio", "unit", "better")]
     for section in SECTIONS:
         for name, fig in results.get(section, {}).items():

@@ -23,7 +23,7 @@ if __package__ in (None, ""):  # `python bench/run.py`
 
 import asyncpg
 
-from bench import cards, chat, decoupling, extraction, memory, soak
+from bench import cards, chat, decoupling, extraction, memory, scaleout, soak
 from bench.context import Ctx, Knobs
 from bench.cpu import background_cores
 from bench.infra import (
@@ -90,6 +90,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="instead of the four parts: all three services at half load for S seconds, "
         "memory sampled every 10 s, latencies per minute (not in CI)",
     )
+    p.add_argument(
+        "--scale-out",
+        action="store_true",
+        help="instead of the four parts: chat and extraction with 2 processes next to 1",
+    )
     p.add_argument("--admin-url", default=os.environ.get("BENCH_ADMIN_URL", DEFAULT_ADMIN_URL))
     p.add_argument("--amqp-url", default=os.environ.get("BENCH_AMQP_URL", DEFAULT_AMQP_URL))
     args = p.parse_args(argv)
@@ -101,8 +106,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("cards reads the conversations extracted by the extraction phase")
     if not 1 <= args.clients <= 1024:
         p.error("--clients must be 1..1024")
+    if args.soak is not None and args.scale_out:
+        p.error("--soak and --scale-out are separate runs")
     if args.soak is not None and not 30 <= args.soak <= 24 * 3600:
         p.error("--soak must be 30..86400 seconds")
+    if args.scale_out and args.quick and args.conversations is None:
+        args.conversations = 1000  # a burst of 200 is over in under a second: all noise
     if args.retries is None:
         args.retries = 0 if args.quick else 1
     args.retries = max(0, min(args.retries, 3))
@@ -167,7 +176,7 @@ async def bench(args: argparse.Namespace, infra: Infra, procs: Processes, run_di
     knobs = Knobs.make(args.quick, args.clients, args.conversations, args.loop_concurrency)
     jwt_secret = secrets.token_urlsafe(32)
 
-    default_run = args.soak is None
+    default_run = args.soak is None and not args.scale_out
     fake_port, chat_port, relay_port = free_port(), free_port(), free_port()
     fake = procs.make(
         "fake-llm",
@@ -219,6 +228,11 @@ async def bench(args: argparse.Namespace, infra: Infra, procs: Processes, run_di
         if args.soak is not None:
             print(f"[{elapsed()}] soak: the three services at half load for {args.soak:.0f} s")
             ctx.results["soak"] = await soak.run(ctx, glia_chat.url, args.soak)
+        elif args.scale_out:
+            print(f"[{elapsed()}] scale-out: chat and extraction, 2 processes next to 1")
+            ctx.results["scale_out"] = await phase(
+                ctx, "scale-out", lambda: scaleout.run(ctx, glia_chat), args.retries
+            )
         else:
             await parts(args, ctx, glia_chat, relay)
     finally:
@@ -312,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.perf_counter() - began
     results: dict[str, Any] = {
         k: ctx.results[k]
-        for k in ("chat", "extraction", "cards", "decoupling", "memory", "soak")
+        for k in ("chat", "extraction", "cards", "decoupling", "memory", "scale_out", "soak")
         if k in ctx.results
     }
     results["machine"] = ctx.results["machine"]
@@ -330,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     busiest = max(foreign.items(), key=lambda kv: kv[1], default=("-", 0.0))
     results["run"] = {
         "mode": "quick" if args.quick else "full",
-        "kind": "soak" if args.soak is not None else "default",
+        "kind": "soak" if args.soak is not None else "scale-out" if args.scale_out else "default",
         "background_cores_before": background,
         "max_foreign_cores": {"window": busiest[0], "cores": busiest[1]},
         "repeated_phases": [
@@ -352,6 +366,8 @@ def main(argv: list[str] | None = None) -> int:
         print(text)
     if "soak" in results:
         print(soak.table(results["soak"]))
+    if "scale_out" in results:
+        print("\n" + scaleout.notes(ctx.details.get("scale_out", {})))
     print(f"\nwall time {wall:.0f} s; code {code_at_start}; results in {args.out}")
     if busiest[1] > FOREIGN_CORES:
         print(
