@@ -20,6 +20,7 @@ from bench.infra import free_port, service_env, stop
 from bench.load import GetSample, closed_loop, get, open_loop
 from bench.seed import Conv
 from bench.stats import figure, slowest, summary_ms
+from glia_e2e.processes import Process
 
 PROCESS = {"glia": "glia-card-query", "route": "cards-route", "fastapi": "cards-fastapi"}
 
@@ -112,14 +113,18 @@ async def measure(
     }
 
 
+def card_query(ctx: Ctx) -> Process:
+    """glia-card-query on a free port (not started)."""
+    port = free_port()
+    env = service_env(ctx.infra, ctx.jwt_secret, GLIA_HTTP_PORT=str(port))
+    return ctx.procs.make(PROCESS["glia"], ["glia-card-query"], env, port)
+
+
 async def run(ctx: Ctx) -> dict[str, Any]:
     k = ctx.knobs
     convs = ctx.extracted[: k.clients]
     env = service_env(ctx.infra, ctx.jwt_secret)
-    glia_port = free_port()
-    glia = ctx.procs.make(
-        "glia-card-query", ["glia-card-query"], {**env, "GLIA_HTTP_PORT": str(glia_port)}, glia_port
-    )
+    glia = card_query(ctx)
     baselines = []
     for name, module in (("route", "cards_route"), ("fastapi", "cards_fastapi")):
         port = free_port()
@@ -143,6 +148,7 @@ async def run(ctx: Ctx) -> dict[str, Any]:
         )
     route, fastapi = baselines
     await asyncio.to_thread(ctx.procs.start, glia, route, fastapi)
+    ctx.memory_idle(glia.name, route.name, fastapi.name)
     bases = {"glia": glia.url, "route": route.url, "fastapi": fastapi.url}
     tags = {name: await etags(ctx, base, convs) for name, base in bases.items()}
 

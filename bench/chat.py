@@ -111,7 +111,7 @@ async def opened(ctx: Ctx, name: str, base_url: str, pool: ConvPool, rate: float
     fake_p50 = percentile(ttfts, 50)
     gap_p50 = percentile(to_first, 50)
     added = None if fake_p50 is None or gap_p50 is None else (gap_p50 - fake_p50) * 1000
-    out = {
+    out: dict[str, Any] = {
         "rate": round(rate, 2),
         "offered": result.offered,
         "answered_ok": len(ok),

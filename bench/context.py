@@ -18,11 +18,14 @@ import asyncpg
 
 from bench.cpu import CpuMeter
 from bench.infra import Infra, Processes, pids
+from bench.memory import Sampler, snapshot
 from bench.profile import Profiler
 from bench.seed import Conv
 from glia_common.auth import mint_token
 from glia_common.settings import AuthSettings
 from glia_e2e.processes import Process
+
+MEMORY_INTERVAL_S = 0.5  # memory samples inside a measured window
 
 
 @dataclass(frozen=True)
@@ -71,20 +74,23 @@ class Ctx:
 
     @contextlib.asynccontextmanager
     async def cpu(self, label: str, profile: str | None = None) -> AsyncIterator[None]:
-        """Record the cores each party used while the block ran, under ``label``; with
-        ``--profile``, sample process ``profile`` with py-spy meanwhile."""
+        """Record the cores each party used while the block ran, and the memory of each
+        process the bench started (sampled meanwhile and right after), under ``label``;
+        with ``--profile``, sample process ``profile`` with py-spy meanwhile."""
         meter = CpuMeter(lambda: pids(self.procs), self.infra.database)
+        memory = Sampler(lambda: pids(self.procs), MEMORY_INTERVAL_S)
         target = pids(self.procs).get(profile) if profile and self.profiler else None
         sink = self.details.setdefault("profiles", {})
         pg_before = await self._pg_counters()
         before = meter.snapshot()
         profiled = self.profiler is not None and target is not None
         try:
-            if self.profiler is not None and target is not None:
-                async with self.profiler.record(label, target, sink):
+            async with memory:
+                if self.profiler is not None and target is not None:
+                    async with self.profiler.record(label, target, sink):
+                        yield
+                else:
                     yield
-            else:
-                yield
         finally:
             after = meter.snapshot()
             cores = meter.cores(before, after)
@@ -94,6 +100,7 @@ class Ctx:
                 cores["not the bench"] = round(max(0.0, cores["not the bench"] - spy), 2)
             self.details.setdefault("cpu_cores", {})[label] = cores
             self.windows.append((label, cores))
+            self.details.setdefault("memory", {}).setdefault("windows", {})[label] = memory.stats
             pg_after = await self._pg_counters()
             self.details.setdefault("pg_counters", {})[label] = {
                 k: pg_after[k] - pg_before[k] for k in pg_after
@@ -108,9 +115,16 @@ class Ctx:
         )
         return {"new_sessions": int(row["sessions"]), "transactions": int(row["xacts"])}
 
+    def memory_idle(self, *names: str) -> None:
+        """Record the memory of processes ``names`` now: call it after their start-up,
+        before any load reaches them."""
+        running = pids(self.procs)
+        idle = self.details.setdefault("memory", {}).setdefault("idle", {})
+        idle.update(snapshot({n: running[n] for n in names if n in running}))
+
     def token(self, user_id: str) -> str:
         if user_id not in self._tokens:
-            settings = AuthSettings(_env_file=None, jwt_secret=self.jwt_secret)  # type: ignore[call-arg]
+            settings = AuthSettings(_env_file=None, jwt_secret=self.jwt_secret)
             self._tokens[user_id] = mint_token(settings, user_id, ttl_s=4 * 3600)
         return self._tokens[user_id]
 

@@ -41,7 +41,7 @@ async def window(ctx: Ctx, glia_url: str, rate: float, label: str) -> dict[str, 
         "AS p50 FROM extraction_runs WHERE started_at >= $1 GROUP BY status",
         started,
     )
-    out = {
+    out: dict[str, Any] = {
         "rate": round(rate, 2),
         "offered": result.offered,
         "errors": len(result.samples) - len(ok),

@@ -164,7 +164,9 @@ async def baseline(ctx: Ctx, convs: list[Conv], name: str, rate: float | None) -
     }
 
 
-async def start_extractor(ctx: Ctx, name: str, **env: str) -> Any:
+async def start_extractor(ctx: Ctx, name: str, consumers: int = 1, **env: str) -> Any:
+    """Start a glia-extractor; ready once the queue has ``consumers`` consumers (this
+    one and those already running). Its idle memory is recorded then."""
     port = free_port()
     proc = ctx.procs.make(
         name,
@@ -182,16 +184,17 @@ async def start_extractor(ctx: Ctx, name: str, **env: str) -> Any:
         port,
     )
     await asyncio.to_thread(ctx.procs.start, proc)
-    # Ready = consuming: the queue has a consumer.
+    # Ready = consuming: the queue has as many consumers as asked.
     async with Amqp(ctx.infra.amqp_url) as amqp:
         for _ in range(300):
-            _, consumers = await amqp.queue_state()
-            if consumers > 0:
+            _, consuming = await amqp.queue_state()
+            if consuming >= consumers:
                 break
             await asyncio.sleep(0.1)
         else:
             raise TimeoutError(f"{name} is not consuming:\n{proc.tail()}")
     ctx.processes[name] = proc
+    ctx.memory_idle(name)
     return proc
 
 

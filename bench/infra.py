@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import secrets
 import shutil
@@ -102,7 +103,7 @@ def create_infra(teardown: Teardown, admin_url: str, amqp_url: str) -> Infra:
         print(f"  dropped database {database}")
 
     teardown.add("drop database", drop_database)
-    migrate(MigrateSettings(_env_file=None, database_url=app_url, database_admin_url=admin_url))  # type: ignore[call-arg]
+    migrate(MigrateSettings(_env_file=None, database_url=app_url, database_admin_url=admin_url))
 
     vhost: str | None = None
     vhost_url = amqp_url
@@ -157,7 +158,7 @@ class Processes:
         for p in procs:
             p.start(wait_path=None)
             self.started[p.name] = p
-            self.teardown.add(f"stop {p.name}", lambda p=p: stop(p))
+            self.teardown.add(f"stop {p.name}", functools.partial(stop, p))
         deadline = time.monotonic() + timeout_s
         for p in procs:
             if p.port is None:
@@ -198,7 +199,7 @@ def stop(p: Process, timeout_s: float = 15.0) -> None:
 def service_env(infra: Infra, jwt_secret: str, **extra: str) -> dict[str, str]:
     """The environment of a Glia service (or baseline) under the bench; nothing inherited
     from the developer's GLIA_*/OTEL_* variables."""
-    return base_env(
+    env: dict[str, str] = base_env(
         {
             "GLIA_DATABASE_URL": infra.app_url,
             "GLIA_DATABASE_ADMIN_URL": infra.server_admin_url,
@@ -214,6 +215,7 @@ def service_env(infra: Infra, jwt_secret: str, **extra: str) -> dict[str, str]:
             **extra,
         }
     )
+    return env
 
 
 __all__ = [

@@ -9,11 +9,15 @@ import os
 import platform
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from bench.infra import REPO
+
+# The figure sections, in the order they are printed; "memory": baseline = the bare
+# process of the same part; "scale_out": value = 2 processes, baseline = 1.
+SECTIONS = ("chat", "extraction", "cards", "decoupling", "memory", "scale_out")
 
 # Which direction is good, per figure (ratio = value / baseline either way).
 HIGHER_IS_BETTER = {
@@ -158,7 +162,7 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _fmt(v: Any) -> str:
+def fmt(v: Any) -> str:
     if v is None:
         return "-"
     if isinstance(v, float):
@@ -166,25 +170,18 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def table(results: dict[str, Any], targets: list[dict[str, Any]]) -> str:
-    rows = [("figure", "glia", "baseline", "ratio", "unit", "better")]
-    for section in ("chat", "extraction", "cards", "decoupling"):
-        for name, fig in results.get(section, {}).items():
-            if not isinstance(fig, dict) or "value" not in fig:
-                continue
-            better = "higher" if name in HIGHER_IS_BETTER else "-" if "rate" in name else "lower"
-            if section == "decoupling" and name != "rate":
-                better = "~1"
-            rows.append(
-                (
-                    f"{section}.{name}",
-                    _fmt(fig["value"]),
-                    _fmt(fig["baseline"]),
-                    _fmt(fig["ratio"]),
-                    fig["unit"],
-                    better,
-                )
-            )
+def _better(section: str, name: str, unit: str) -> str:
+    if name in HIGHER_IS_BETTER:
+        return "higher"
+    if "rate" in name or unit == "cores":
+        return "-"
+    if section == "decoupling":
+        return "~1"
+    return "lower"
+
+
+def grid(rows: Sequence[tuple[str, ...]]) -> list[str]:
+    """A Markdown table: the first row is the header, the first column left-aligned."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = []
     for n, r in enumerate(rows):
@@ -194,6 +191,30 @@ def table(results: dict[str, Any], targets: list[dict[str, Any]]) -> str:
         lines.append("| " + " | ".join(cells) + " |")
         if n == 0:
             lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return lines
+
+
+def table(results: dict[str, Any], targets: list[dict[str, Any]]) -> str:
+    """The figures of every section run, then the targets (left out when none applies:
+    the soak and scale-out modes print their own tables)."""
+    rows = [("figure", "glia", "baseline", "ratio", "unit", "better")]
+    for section in SECTIONS:
+        for name, fig in results.get(section, {}).items():
+            if not isinstance(fig, dict) or "value" not in fig:
+                continue
+            rows.append(
+                (
+                    f"{section}.{name}",
+                    fmt(fig["value"]),
+                    fmt(fig["baseline"]),
+                    fmt(fig["ratio"]),
+                    fig["unit"],
+                    _better(section, name, fig["unit"]),
+                )
+            )
+    lines = grid(rows) if len(rows) > 1 else []
+    if all(t["status"] == "n/a" for t in targets):
+        return "\n".join(lines)
     lines.append("")
     tw = max(len(t["target"]) for t in targets)
     rw = max(len(t["rule"]) for t in targets)
@@ -201,7 +222,7 @@ def table(results: dict[str, Any], targets: list[dict[str, Any]]) -> str:
     lines.append(f"|{'-' * (tw + 2)}|{'-' * (rw + 2)}|----------|--------|")
     for t in targets:
         lines.append(
-            f"| {t['target'].ljust(tw)} | {t['rule'].ljust(rw)} | {_fmt(t['measured']).rjust(8)} "
+            f"| {t['target'].ljust(tw)} | {t['rule'].ljust(rw)} | {fmt(t['measured']).rjust(8)} "
             f"| {t['status'].ljust(6)} |"
         )
     return "\n".join(lines)

@@ -23,7 +23,7 @@ if __package__ in (None, ""):  # `python bench/run.py`
 
 import asyncpg
 
-from bench import cards, chat, decoupling, extraction
+from bench import cards, chat, decoupling, extraction, memory, scaleout, soak
 from bench.context import Ctx, Knobs
 from bench.cpu import background_cores
 from bench.infra import (
@@ -40,6 +40,7 @@ from bench.infra import (
 from bench.load import new_session
 from bench.profile import Profiler, find_py_spy
 from bench.report import code_fingerprint, evaluate, machine, table
+from glia_e2e.processes import Process
 
 PHASES = ("chat", "extraction", "cards", "decoupling")
 QUIET_CORES = 0.3  # busy cores below which the machine counts as idle before a run
@@ -81,6 +82,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="S",
         help="first wait up to S seconds for the machine to be idle (< 0.3 busy cores)",
     )
+    p.add_argument(
+        "--soak",
+        type=float,
+        default=None,
+        metavar="S",
+        help="instead of the four parts: all three services at half load for S seconds, "
+        "memory sampled every 10 s, latencies per minute (not in CI)",
+    )
+    p.add_argument(
+        "--scale-out",
+        action="store_true",
+        help="instead of the four parts: chat and extraction with 2 processes next to 1",
+    )
     p.add_argument("--admin-url", default=os.environ.get("BENCH_ADMIN_URL", DEFAULT_ADMIN_URL))
     p.add_argument("--amqp-url", default=os.environ.get("BENCH_AMQP_URL", DEFAULT_AMQP_URL))
     args = p.parse_args(argv)
@@ -92,6 +106,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("cards reads the conversations extracted by the extraction phase")
     if not 1 <= args.clients <= 1024:
         p.error("--clients must be 1..1024")
+    if args.soak is not None and args.scale_out:
+        p.error("--soak and --scale-out are separate runs")
+    if args.soak is not None and not 30 <= args.soak <= 24 * 3600:
+        p.error("--soak must be 30..86400 seconds")
+    if args.scale_out and args.quick and args.conversations is None:
+        args.conversations = 1000  # a burst of 200 is over in under a second: all noise
     if args.retries is None:
         args.retries = 0 if args.quick else 1
     args.retries = max(0, min(args.retries, 3))
@@ -156,6 +176,7 @@ async def bench(args: argparse.Namespace, infra: Infra, procs: Processes, run_di
     knobs = Knobs.make(args.quick, args.clients, args.conversations, args.loop_concurrency)
     jwt_secret = secrets.token_urlsafe(32)
 
+    default_run = args.soak is None and not args.scale_out
     fake_port, chat_port, relay_port = free_port(), free_port(), free_port()
     fake = procs.make(
         "fake-llm",
@@ -188,7 +209,9 @@ async def bench(args: argparse.Namespace, infra: Infra, procs: Processes, run_di
         service_env(infra, jwt_secret, **llm_env),
         relay_port,
     )
-    await asyncio.to_thread(procs.start, fake, glia_chat, relay)
+    await asyncio.to_thread(
+        procs.start, *((fake, glia_chat, relay) if default_run else (fake, glia_chat))
+    )
 
     admin = await asyncpg.connect(infra.admin_url)
     app_pool = await asyncpg.create_pool(infra.app_url, min_size=1, max_size=4)
@@ -200,38 +223,54 @@ async def bench(args: argparse.Namespace, infra: Infra, procs: Processes, run_di
             raise SystemExit("--profile needs py-spy: pip install --target /tmp/pyspy py-spy")
         ctx.profiler = Profiler(py_spy, run_dir / "profiles")
     pg_version = await admin.fetchval("SHOW server_version")
+    ctx.memory_idle(glia_chat.name, relay.name)
     try:
-        rate = 20.0
-        if "chat" in args.only:
-            print(f"[{elapsed()}] chat turns (glia-chat-api vs bare relay)")
-            ctx.results["chat"] = await phase(
-                ctx, "chat", lambda: chat.run(ctx, glia_chat.url, relay.url), args.retries
+        if args.soak is not None:
+            print(f"[{elapsed()}] soak: the three services at half load for {args.soak:.0f} s")
+            ctx.results["soak"] = await soak.run(ctx, glia_chat.url, args.soak)
+        elif args.scale_out:
+            print(f"[{elapsed()}] scale-out: chat and extraction, 2 processes next to 1")
+            ctx.results["scale_out"] = await phase(
+                ctx, "scale-out", lambda: scaleout.run(ctx, glia_chat), args.retries
             )
-            rate = ctx.results["chat"]["half_load_rate"]["value"]
-        if "extraction" in args.only:
-            print(f"[{elapsed()}] extraction (glia-extractor, rules vs asyncpg loop)")
-            await ctx.wait_outbox_drained()
-            ctx.results["extraction"] = await phase(
-                ctx, "extraction", lambda: extraction.run(ctx), args.retries
-            )
-        if "cards" in args.only:
-            print(f"[{elapsed()}] card reads (glia-card-query vs bare route)")
-            ctx.results["cards"] = await phase(ctx, "cards", lambda: cards.run(ctx), args.retries)
-        if "decoupling" in args.only:
-            print(f"[{elapsed()}] decoupling (extraction LLM at once vs after 10 s)")
-            ctx.results["decoupling"] = await phase(
-                ctx,
-                "decoupling",
-                # A quarter of the chat maximum (half of half load): see decoupling.py.
-                lambda: decoupling.run(ctx, glia_chat.url, rate / 2),
-                args.retries,
-            )
+        else:
+            await parts(args, ctx, glia_chat, relay)
     finally:
         await session.close()
         await app_pool.close()
         await admin.close()
     ctx.results["machine"] = machine(pg_version)
     return ctx
+
+
+async def parts(args: argparse.Namespace, ctx: Ctx, glia_chat: Process, relay: Process) -> None:
+    """The default run: the four parts (those of ``--only``), then the memory figures."""
+    rate = 20.0
+    if "chat" in args.only:
+        print(f"[{elapsed()}] chat turns (glia-chat-api vs bare relay)")
+        ctx.results["chat"] = await phase(
+            ctx, "chat", lambda: chat.run(ctx, glia_chat.url, relay.url), args.retries
+        )
+        rate = ctx.results["chat"]["half_load_rate"]["value"]
+    if "extraction" in args.only:
+        print(f"[{elapsed()}] extraction (glia-extractor, rules vs asyncpg loop)")
+        await ctx.wait_outbox_drained()
+        ctx.results["extraction"] = await phase(
+            ctx, "extraction", lambda: extraction.run(ctx), args.retries
+        )
+    if "cards" in args.only:
+        print(f"[{elapsed()}] card reads (glia-card-query vs bare route)")
+        ctx.results["cards"] = await phase(ctx, "cards", lambda: cards.run(ctx), args.retries)
+    if "decoupling" in args.only:
+        print(f"[{elapsed()}] decoupling (extraction LLM at once vs after 10 s)")
+        ctx.results["decoupling"] = await phase(
+            ctx,
+            "decoupling",
+            # A quarter of the chat maximum (half of half load): see decoupling.py.
+            lambda: decoupling.run(ctx, glia_chat.url, rate / 2),
+            args.retries,
+        )
+    ctx.results["memory"] = memory.figures(ctx.details.get("memory", {}))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -286,7 +325,9 @@ def main(argv: list[str] | None = None) -> int:
     assert ctx is not None
     wall = time.perf_counter() - began
     results: dict[str, Any] = {
-        k: ctx.results[k] for k in ("chat", "extraction", "cards", "decoupling") if k in ctx.results
+        k: ctx.results[k]
+        for k in ("chat", "extraction", "cards", "decoupling", "memory", "scale_out", "soak")
+        if k in ctx.results
     }
     results["machine"] = ctx.results["machine"]
     code_at_end = code_fingerprint()
@@ -303,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     busiest = max(foreign.items(), key=lambda kv: kv[1], default=("-", 0.0))
     results["run"] = {
         "mode": "quick" if args.quick else "full",
+        "kind": "soak" if args.soak is not None else "scale-out" if args.scale_out else "default",
         "background_cores_before": background,
         "max_foreign_cores": {"window": busiest[0], "cores": busiest[1]},
         "repeated_phases": [
@@ -319,7 +361,13 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print()
-    print(table(results, targets))
+    text = table(results, targets)
+    if text:
+        print(text)
+    if "soak" in results:
+        print(soak.table(results["soak"]))
+    if "scale_out" in results:
+        print("\n" + scaleout.notes(ctx.details.get("scale_out", {})))
     print(f"\nwall time {wall:.0f} s; code {code_at_start}; results in {args.out}")
     if busiest[1] > FOREIGN_CORES:
         print(

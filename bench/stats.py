@@ -48,7 +48,7 @@ def figure(value: float | None, baseline: float | None, unit: str) -> dict[str, 
     """``{"value", "baseline", "ratio", "unit"}``; ratio = value / baseline."""
     ratio = None
     if value is not None and baseline not in (None, 0):
-        ratio = round(value / baseline, 3)  # type: ignore[operator]
+        ratio = round(value / baseline, 3)
     return {
         "value": None if value is None else round(value, 3),
         "baseline": None if baseline is None else round(baseline, 3),
