@@ -47,9 +47,8 @@ def derive(settings: Any) -> Derive:
         run_id = uuid.uuid4()
         conn = await asyncpg.connect(settings.database_url)
         try:
-            async with conn.transaction():
-                store = ExtractionStore(conn)
-                await store.set_user(user)
+            store = ExtractionStore(conn)
+            async with store.transaction_as(user):
                 complete = await conn.fetchval(
                     "SELECT complete_message_count FROM conversations WHERE id = $1", cid
                 )

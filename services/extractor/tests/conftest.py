@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from glia_common.db import create_engine
+from glia_common.db import create_driver_pool
 from glia_common.llm import build_openai_client
 from glia_common.messaging import ExtractionRequested
 from glia_e2e.seeding import seed_conversation
@@ -18,9 +18,9 @@ from glia_fakes.llm import FakeLLM
 
 @pytest.fixture
 async def db(settings: Any) -> AsyncIterator[Any]:
-    engine = create_engine(settings)
-    yield engine
-    await engine.dispose()
+    pool = await create_driver_pool(settings, size=4)
+    yield pool
+    await pool.close()
 
 
 MakeService = Callable[..., ExtractionService]

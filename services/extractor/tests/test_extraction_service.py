@@ -107,13 +107,13 @@ async def test_twenty_concurrent_duplicates_over_two_pools_do_the_work_once(
     llm: Any,
     settings: Any,
 ) -> None:
-    from glia_common.db import create_engine
+    from glia_common.db import create_driver_pool
 
-    other_engine = create_engine(settings)  # a second "process": its own pool
+    other_pool = await create_driver_pool(settings, size=4)  # a second "process"
     try:
         llm.configure(target="extraction", mode="slow", delay_s=0.3)
         cid = await seed(user, ["the same conversation", "for everyone"])
-        services = [make_service(), make_service(engine=other_engine)]
+        services = [make_service(), make_service(engine=other_pool)]
         outcomes = await asyncio.gather(
             *(services[i % 2].run(make_job(cid, user)) for i in range(20))
         )
@@ -123,7 +123,7 @@ async def test_twenty_concurrent_duplicates_over_two_pools_do_the_work_once(
         runs = await runs_of(admin_db, cid)
         assert [r["status"] for r in runs] == ["succeeded"]
     finally:
-        await other_engine.dispose()
+        await other_pool.close()
 
 
 async def test_new_messages_replace_the_cards_atomically(

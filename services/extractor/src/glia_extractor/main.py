@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from glia_common.db import (
+    create_driver_pool,
     create_engine,
     create_sessionmaker,
     create_worker_engine,
@@ -57,14 +58,17 @@ def create_app(settings: ExtractorSettings | None = None) -> FastAPI:
                 "GLIA_DATABASE_WORKER_URL": settings.worker_database_url,
             },
         )
-        engine = create_engine(settings, pool_size=settings.extractor_prefetch + 2, pre_ping=False)
+        # Runs on the driver (extraction/service.py), one connection per message in flight.
+        database = await create_driver_pool(settings, size=settings.extractor_prefetch + 2)
+        # The ORM side is small: readiness, and the reconciler when it shares the role.
+        engine = create_engine(settings, pool_size=2, pre_ping=False)
         # The reconciler works across users, as the worker role.
         worker_engine = create_worker_engine(settings, engine)
         broker = build_broker(
             settings, graceful_timeout=run_budget_s, logger=None, apply_types=False
         )
         service = ExtractionService(
-            engine,
+            database,
             build_llm(settings),
             lock_timeout_s=2 * run_budget_s,
             window_messages=settings.extraction_window_messages,
@@ -113,6 +117,7 @@ def create_app(settings: ExtractorSettings | None = None) -> FastAPI:
             if worker_engine is not engine:
                 await worker_engine.dispose()
             await engine.dispose()
+            await database.close()
             shutdown_telemetry()
 
     return build_service_app(

@@ -54,7 +54,7 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
-async def create_driver_pool(settings: DatabaseSettings) -> asyncpg.Pool:
+async def create_driver_pool(settings: DatabaseSettings, size: int | None = None) -> asyncpg.Pool:
     """A plain asyncpg pool for the app role, for a service whose every query runs on
     the driver (card query): checking a connection out of it costs a fraction of an
     engine checkout. Its ceiling is an engine's steady size, without overflow: one
@@ -70,8 +70,8 @@ async def create_driver_pool(settings: DatabaseSettings) -> asyncpg.Pool:
         driver_database_url(settings.database_url),
         # Opened in full at start-up and kept: a connection opened on a request's path
         # holds the event loop for milliseconds (seen as stalls by the stall monitor).
-        min_size=settings.database_pool_size,
-        max_size=settings.database_pool_size,
+        min_size=size or settings.database_pool_size,
+        max_size=size or settings.database_pool_size,
         max_inactive_connection_lifetime=0,
         server_settings=SERVER_SETTINGS,
         command_timeout=COMMAND_TIMEOUT_S,

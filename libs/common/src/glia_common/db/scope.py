@@ -15,8 +15,6 @@ import asyncpg
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-SET_USER = "SELECT set_config('glia.user_id', $1, true)"
-
 # Where a hot path takes its driver connections: a plain asyncpg pool, or an engine's.
 Database: TypeAlias = AsyncEngine | asyncpg.Pool
 
@@ -73,37 +71,54 @@ async def user_connection(
 
     Instead of pinging every connection it takes from the pool, it finds a dead one when
     the transaction begins - before any work - and takes another."""
-    begin = _begin_as(user_id, read_only=read_only)
+    begin = begin_as(user_id, read_only=read_only)
     for attempt in (1, 2):
         async with _checkout(database) as (conn, discard):
             try:
-                await conn.execute(begin)
+                await begin_transaction(conn, begin)
             except CONNECTION_ERRORS:
                 # The server went away: so did every pooled connection. Start afresh.
                 await discard()
                 if attempt == 2:
                     raise
                 continue
-            except BaseException:
-                await _roll_back_or_drop(conn)
-                raise
-            try:
+            async with open_transaction(conn):
                 yield conn
-            except BaseException:
-                await _roll_back_or_drop(conn)
-                raise
-            try:
-                await conn.execute("COMMIT")
-            except BaseException:
-                if not conn.is_closed() and conn.is_in_transaction():
-                    conn.terminate()  # never pool a connection still in this transaction
-                raise
             return
 
 
-def _begin_as(user_id: str, *, read_only: bool) -> str:
+async def begin_transaction(
+    conn: asyncpg.Connection, begin: str, *, command_timeout_s: float | None = None
+) -> None:
+    """Run ``begin`` (from ``begin_as``); when it fails, nothing of it stays open."""
+    try:
+        await conn.execute(begin, timeout=command_timeout_s)
+    except BaseException:
+        await _roll_back_or_drop(conn)
+        raise
+
+
+@asynccontextmanager
+async def open_transaction(conn: asyncpg.Connection) -> AsyncIterator[None]:
+    """The rest of a transaction ``begin_transaction`` began: commits on success, rolls
+    back on error; a connection left inside it is closed, never pooled again."""
+    try:
+        yield
+    except BaseException:
+        await _roll_back_or_drop(conn)
+        raise
+    try:
+        await conn.execute("COMMIT")
+    except BaseException:
+        if not conn.is_closed() and conn.is_in_transaction():
+            conn.terminate()
+        raise
+
+
+def begin_as(user_id: str, *, read_only: bool = False, first: str = "") -> str:
     """The transaction's start and its user scope in one round trip (a quarter of a card
-    read's): two statements in one simple query, so the user id is a literal. Every
+    read's): statements in one simple query, so the user id is a literal. ``first``
+    (statements of the caller's, trusted) runs right after BEGIN. Every
     connection runs with standard_conforming_strings on (``SERVER_SETTINGS``), where
     doubling the quote is the whole of quoting. NUL, which no literal can hold, is
     refused here (the API refuses such ids long before: they are 401s)."""
@@ -113,7 +128,7 @@ def _begin_as(user_id: str, *, read_only: bool) -> str:
     # are replaced between its statements.
     mode = " ISOLATION LEVEL REPEATABLE READ READ ONLY" if read_only else ""
     literal = "'" + user_id.replace("'", "''") + "'"
-    return f"BEGIN{mode}; SELECT set_config('glia.user_id', {literal}, true)"
+    return f"BEGIN{mode}; {first}SELECT set_config('glia.user_id', {literal}, true)"
 
 
 async def _roll_back_or_drop(conn: asyncpg.Connection) -> None:

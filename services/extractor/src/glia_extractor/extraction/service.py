@@ -1,14 +1,18 @@
 """One extraction run, from request to committed cards.
 
 Serialized per conversation by a session-level advisory lock held for the whole run
-(not a transaction: none is open while the LLM is awaited). If the worker dies, the
-connection drops and PostgreSQL releases the lock; the redelivered message then finds
-the dead run still 'running' and closes it as abandoned.
+(not a transaction: none is open while the LLM is awaited). It is taken by the first
+statements of the claim's transaction, in the same round trip as BEGIN, and outlives
+that transaction. If the worker dies, the connection drops and PostgreSQL releases the
+lock; the redelivered message then finds the dead run still 'running' and closes it as
+abandoned.
+
+Runs take their connections from a plain asyncpg pool: every statement here is on the
+driver, so an engine checkout (and its rollback on return) would be pure cost.
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
 import uuid
 from dataclasses import dataclass
@@ -18,9 +22,8 @@ from typing import Any, Literal, cast
 
 import asyncpg
 from opentelemetry import trace
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from glia_common.db import CONNECTION_ERRORS
+from glia_common.db import CONNECTION_ERRORS, begin_as, begin_transaction, open_transaction
 from glia_common.messaging import ExtractionRequested
 from glia_common.telemetry import get_logger
 from glia_extractor import metrics
@@ -66,13 +69,13 @@ class _Claim:
 class ExtractionService:
     def __init__(
         self,
-        engine: AsyncEngine,
+        database: asyncpg.Pool,
         llm: LlmExtractor | None,
         *,
         lock_timeout_s: float,
         window_messages: int = 40,
     ) -> None:
-        self._engine = engine
+        self._database = database
         self._llm = llm
         self._lock_timeout_s = lock_timeout_s
         self._window_messages = window_messages
@@ -95,49 +98,53 @@ class ExtractionService:
                 "glia.replay": job.replay,
             },
         ) as span:
-            async with self._engine.connect() as pooled:
-                raw = await pooled.get_raw_connection()
-                conn: asyncpg.Connection = raw.driver_connection
-                try:
-                    locked = await self._lock(conn, conversation_id)
-                except CONNECTION_ERRORS:
-                    # The pool cannot tell (it does not ping): drop the dead connection
-                    # so the retry gets a live one.
-                    await pooled.invalidate()
-                    raise
-                if not locked:
-                    outcome = Outcome.BUSY
-                else:
-                    try:
-                        outcome = await self._run_locked(ExtractionStore(conn), job)
-                    finally:
-                        if not await self._unlock(conn, conversation_id):
-                            # Never return a connection that may still hold the lock
-                            # (or that died).
-                            await pooled.invalidate()
+            async with self._database.acquire() as conn:
+                outcome = await self._run_on(conn, job)
             span.set_attribute("glia.extraction.outcome", outcome.value)
             return outcome
 
-    async def _lock(self, conn: asyncpg.Connection, conversation_id: uuid.UUID) -> bool:
-        """Wait for the conversation's session lock, the server enforcing the timeout.
-        One round trip: the key is a UUID and the timeout an integer, safe to inline."""
+    async def _run_on(self, conn: asyncpg.Connection, job: ExtractionJob) -> Outcome:
+        conversation_id = job.request.conversation_id
+        store = ExtractionStore(conn)
+        # The lock's wait is bounded by the server (lock_timeout); the claim's own
+        # statements run with the default again.
         timeout_ms = int(self._lock_timeout_s * 1000)
+        lock = (
+            f"SET LOCAL lock_timeout = {timeout_ms};"
+            f" SELECT pg_advisory_lock(hashtextextended('{_lock_key(conversation_id)}', 0));"
+            " SET LOCAL lock_timeout TO DEFAULT; "
+        )
         try:
-            await conn.execute(
-                f"BEGIN; SET LOCAL lock_timeout = {timeout_ms};"
-                f" SELECT pg_advisory_lock(hashtextextended('{_lock_key(conversation_id)}', 0));"
-                " COMMIT;",
-                # The server ends the wait at lock_timeout; this bounds a dead server.
-                timeout=self._lock_timeout_s + 10,
+            # One round trip; the key is a UUID and the timeout an integer, safe to inline.
+            # The client-side timeout only bounds a dead server.
+            await begin_transaction(
+                conn,
+                begin_as(job.request.user_id, first=lock),
+                command_timeout_s=self._lock_timeout_s + 10,
             )
         except asyncpg.LockNotAvailableError:
-            await conn.execute("ROLLBACK")
-            return False
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await conn.execute("ROLLBACK")
+            return Outcome.BUSY
+        except CONNECTION_ERRORS:
+            # The server went away, and with it every pooled connection: the pool
+            # replaces them all, so the retry does not meet them one by one.
+            conn.terminate()
+            await self._database.expire_connections()
             raise
-        return True
+        except BaseException:
+            # Whether the lock was taken is unknown: a closed connection holds none.
+            conn.terminate()
+            raise
+        # The session holds the conversation's lock from here until it is released.
+        try:
+            async with open_transaction(conn):
+                claim = await self._claim(store, job)
+            if not isinstance(claim, _Claim):
+                return claim
+            return await self._extract(store, job, claim)
+        finally:
+            if not await self._unlock(conn, conversation_id):
+                # Never pool a connection that may still hold the lock (or that died).
+                conn.terminate()
 
     async def _unlock(self, conn: asyncpg.Connection, conversation_id: uuid.UUID) -> bool:
         try:
@@ -150,12 +157,8 @@ class ExtractionService:
             return False
         return True
 
-    async def _run_locked(self, store: ExtractionStore, job: ExtractionJob) -> Outcome:
+    async def _extract(self, store: ExtractionStore, job: ExtractionJob, claim: _Claim) -> Outcome:
         request = job.request
-        claim = await self._claim(store, job)
-        if not isinstance(claim, _Claim):
-            return claim
-
         started = time.perf_counter()
         failure_class: str | None = None
         error: str | None = None
@@ -214,32 +217,31 @@ class ExtractionService:
         return Outcome.SUCCEEDED
 
     async def _claim(self, store: ExtractionStore, job: ExtractionJob) -> _Claim | Outcome:
-        """Read the source, skip what is already done, and open a 'running' run."""
+        """Read the source, skip what is already done, and open a 'running' run (in the
+        transaction that took the lock, as the request's user)."""
         request = job.request
-        async with store.conn.transaction():
-            await store.set_user(request.user_id)
-            rows = await store.complete_messages(request.conversation_id)
-            if not rows:
-                exists = await store.guard(request.conversation_id)
-                return Outcome.NO_MESSAGES if exists.exists else Outcome.NO_CONVERSATION
-            messages = [SourceMessage(id=r[0], role=cast(Role, r[1]), content=r[2]) for r in rows]
-            digest = source_hash(messages)
-            window = messages[-self._window_messages :]
-            earlier_summary = None
-            if len(window) < len(messages):
-                earlier_summary = await store.summary(request.conversation_id)
-            run_id = uuid.uuid4()
-            claim = await store.claim(
-                conversation_id=request.conversation_id,
-                source_hash=digest,
-                run_id=run_id,
-                user_id=request.user_id,
-                provider=self.provider,
-                model=self.model,
-                request_id=request.request_id,
-                trace_id=job.trace_id,
-                replay=job.replay,
-            )
+        rows = await store.complete_messages(request.conversation_id)
+        if not rows:
+            exists = await store.guard(request.conversation_id)
+            return Outcome.NO_MESSAGES if exists.exists else Outcome.NO_CONVERSATION
+        messages = [SourceMessage(id=r[0], role=cast(Role, r[1]), content=r[2]) for r in rows]
+        digest = source_hash(messages)
+        window = messages[-self._window_messages :]
+        earlier_summary = None
+        if len(window) < len(messages):
+            earlier_summary = await store.summary(request.conversation_id)
+        run_id = uuid.uuid4()
+        claim = await store.claim(
+            conversation_id=request.conversation_id,
+            source_hash=digest,
+            run_id=run_id,
+            user_id=request.user_id,
+            provider=self.provider,
+            model=self.model,
+            request_id=request.request_id,
+            trace_id=job.trace_id,
+            replay=job.replay,
+        )
         if claim.abandoned:
             metrics.RUNS.labels("failed", "none").inc(claim.abandoned)
             log.warning("extraction.abandoned_runs_closed", count=claim.abandoned)
@@ -258,8 +260,7 @@ class ExtractionService:
     ) -> Outcome:
         """Replace the cards and finish the run, in one transaction."""
         request = job.request
-        async with store.conn.transaction():
-            await store.set_user(request.user_id)
+        async with store.transaction_as(request.user_id):
             guard = await store.guard(request.conversation_id)
             if not guard.exists:
                 return Outcome.NO_CONVERSATION  # deleted during the run; its runs went with it
@@ -289,8 +290,7 @@ class ExtractionService:
     ) -> None:
         """Best effort: end the run 'failed' when the database lets us."""
         try:
-            async with store.conn.transaction():
-                await store.set_user(user_id)
+            async with store.transaction_as(user_id):
                 await store.finish(
                     run_id, status="failed", error=f"{type(exc).__name__}: {exc}"[:500]
                 )

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
-from glia_common.db.scope import SET_USER
+from glia_common.db import begin_as, begin_transaction, open_transaction
 from glia_common.messaging import CARDS_CHANNEL, card_change_payload
 from glia_extractor.extraction.types import CardDraft
 
@@ -114,13 +115,18 @@ class Guard:
 
 
 class ExtractionStore:
-    """Built from an asyncpg connection; the caller owns the transaction."""
+    """Built from an asyncpg connection; the caller owns the transaction (or opens one
+    with ``transaction_as``)."""
 
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
 
-    async def set_user(self, user_id: str) -> None:
-        await self.conn.execute(SET_USER, user_id)
+    @asynccontextmanager
+    async def transaction_as(self, user_id: str) -> AsyncIterator[None]:
+        """A transaction as ``user_id``, begun and scoped in one round trip."""
+        await begin_transaction(self.conn, begin_as(user_id))
+        async with open_transaction(self.conn):
+            yield
 
     async def complete_messages(self, conversation_id: uuid.UUID) -> list[asyncpg.Record]:
         return list(await self.conn.fetch(COMPLETE_MESSAGES, conversation_id))
