@@ -61,7 +61,7 @@ def create_app(settings: ExtractorSettings | None = None) -> FastAPI:
         # Runs on the driver (extraction/service.py), one connection per message in flight.
         database = await create_driver_pool(settings, size=settings.extractor_prefetch + 2)
         # The ORM side is small: readiness, and the reconciler when it shares the role.
-        engine = create_engine(settings, pool_size=2, pre_ping=False)
+        engine = create_engine(settings, pool_size=2, max_overflow=2, pre_ping=False)
         # The reconciler works across users, as the worker role.
         worker_engine = create_worker_engine(settings, engine)
         broker = build_broker(

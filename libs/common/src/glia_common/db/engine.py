@@ -68,11 +68,11 @@ async def create_driver_pool(settings: DatabaseSettings, size: int | None = None
     default reset is one more round trip per checkout (a quarter of a card read's)."""
     return await asyncpg.create_pool(
         driver_database_url(settings.database_url),
-        # Opened in full at start-up and kept: a connection opened on a request's path
-        # holds the event loop for milliseconds (seen as stalls by the stall monitor).
-        min_size=size or settings.database_pool_size,
+        # Opened as needed, closed after 5 idle minutes: every replica of every service
+        # holding its whole pool would exhaust a default max_connections (100).
+        min_size=1,
         max_size=size or settings.database_pool_size,
-        max_inactive_connection_lifetime=0,
+        max_inactive_connection_lifetime=300,
         server_settings=SERVER_SETTINGS,
         command_timeout=COMMAND_TIMEOUT_S,
         reset=_nothing_outlives_a_transaction,
