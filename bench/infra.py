@@ -209,8 +209,9 @@ def service_env(infra: Infra, jwt_secret: str, **extra: str) -> dict[str, str]:
             # every turn (their cost is in the figures), but never reached.
             "GLIA_TURNS_CONCURRENT_PER_USER": "100000",
             "GLIA_TURNS_PER_MINUTE_PER_USER": "100000000",
-            # Every stall that could move a p99 is logged with its cause (--keep-logs).
-            "GLIA_STALL_LOG_MS": "15",
+            # Stalls that could move a p99 are logged with their cause (--keep-logs); not
+            # lower: under saturation the loop is that late from its queue alone.
+            "GLIA_STALL_LOG_MS": "50",
             "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
             **extra,
         }

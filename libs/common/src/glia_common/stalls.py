@@ -30,8 +30,9 @@ STACK_FRAMES = 12
 class StallMonitor:
     def __init__(self, threshold_ms: float) -> None:
         self._threshold_s = threshold_ms / 1000
-        # Wake often enough to see a stall of the threshold, but not for nothing.
-        self._interval_s = max(0.005, self._threshold_s / 4)
+        # Wake often enough to see a stall of the threshold, but not for nothing: each
+        # wake of the watchdog asks the loop thread for the GIL.
+        self._interval_s = max(0.01, self._threshold_s / 2)
         self._expected_at = 0.0  # when the loop task should wake next
         self._stack: list[str] | None = None
         self._gc_started = 0.0
@@ -89,6 +90,11 @@ class StallMonitor:
             if late_s >= self._threshold_s / 2 and self._stack is None:
                 frame = sys._current_frames().get(self._loop_thread)
                 if frame is not None:
-                    # The innermost frames: the code that runs, not the server around it.
-                    innermost = traceback.extract_stack(frame)[-STACK_FRAMES:]
-                    self._stack = [line.strip() for line in traceback.format_list(innermost)]
+                    # The innermost frames (the code that runs, not the server around
+                    # it), without reading source lines: the watchdog holds the GIL.
+                    innermost = traceback.StackSummary.extract(
+                        traceback.walk_stack(frame), limit=STACK_FRAMES, lookup_lines=False
+                    )
+                    self._stack = [
+                        f"{f.filename}:{f.lineno} in {f.name}" for f in reversed(innermost)
+                    ]
