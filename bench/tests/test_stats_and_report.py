@@ -46,19 +46,19 @@ def test_figure_ratio_is_value_over_baseline() -> None:
 def results(**overrides: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
         "chat": {
-            "turns_per_s": figure(60, 100, "turns/s"),
+            "turns_per_s": figure(75, 100, "turns/s"),
             "start_p50_ms": figure(9, 4, "ms"),
-            "start_p99_ms": figure(40, 10, "ms"),
+            "start_p99_ms": figure(19, 10, "ms"),
             "first_token_added_p50_ms": figure(2, 0.5, "ms"),
         },
         "extraction": {
-            "runs_per_s": figure(450, 900, "runs/s"),
+            "runs_per_s": figure(720, 900, "runs/s"),
             "steady_lag_p50_ms": figure(3, 2, "ms"),
             "steady_lag_p99_ms": figure(9, 6, "ms"),
         },
         "cards": {
-            "rps_200": figure(700, 1000, "req/s"),
-            "rps_304": figure(500, 1000, "req/s"),
+            "rps_200": figure(750, 1000, "req/s"),
+            "rps_304": figure(749, 1000, "req/s"),
             "fastapi_floor_rps_200": figure(800, 1000, "req/s"),
             "p99_200_ms": figure(19.9, 3, "ms"),
             "p99_304_ms": figure(20.0, 3, "ms"),
@@ -77,11 +77,12 @@ def verdicts(res: dict[str, Any]) -> dict[str, str]:
 
 def test_targets_pass_and_miss_at_their_edges() -> None:
     got = verdicts(results())
-    assert got["chat throughput"] == "PASS"
-    assert got["extraction rate"] == "PASS"
-    assert got["extraction vs loop"] == "PASS"  # 0.5 of the loop
-    assert got["cards throughput (200)"] == "PASS"  # 0.7
-    assert got["cards throughput (304)"] == "MISS"  # 0.5
+    assert got["chat throughput"] == "PASS"  # 0.75
+    assert got["chat start p99"] == "PASS"  # 19 < 20
+    assert got["extraction vs loop"] == "PASS"  # 0.8 of the loop
+    assert got["extraction lag p99"] == "PASS"  # 9 < 20
+    assert got["cards throughput (200)"] == "PASS"  # 0.75
+    assert got["cards throughput (304)"] == "MISS"  # 0.749
     assert got["cards p99 (200)"] == "PASS"  # 19.9 < 20
     assert got["cards p99 (304)"] == "MISS"  # 20.0 is not < 20
     assert got["decoupling"] == "PASS"  # 1.1 is inside 0.9..1.1
@@ -90,8 +91,10 @@ def test_targets_pass_and_miss_at_their_edges() -> None:
 @pytest.mark.parametrize(
     ("override", "target"),
     [
-        ({"chat__turns_per_s": figure(49, 100, "turns/s")}, "chat throughput"),
-        ({"extraction__runs_per_s": figure(399, 500, "runs/s")}, "extraction rate"),
+        ({"chat__turns_per_s": figure(74, 100, "turns/s")}, "chat throughput"),
+        ({"chat__start_p99_ms": figure(20, 10, "ms")}, "chat start p99"),
+        ({"extraction__runs_per_s": figure(399, 500, "runs/s")}, "extraction vs loop"),
+        ({"extraction__steady_lag_p99_ms": figure(20, 6, "ms")}, "extraction lag p99"),
         ({"decoupling__turn_p50_ms": figure(8, 10, "ms")}, "decoupling"),
         ({"decoupling__turn_p50_ms": figure(12, 10, "ms")}, "decoupling"),
     ],
