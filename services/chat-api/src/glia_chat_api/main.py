@@ -68,11 +68,12 @@ def create_app(settings: ChatApiSettings | None = None) -> FastAPI:
                 "GLIA_DATABASE_WORKER_URL": settings.worker_database_url,
             },
         )
-        engine = create_engine(settings)
-        sessionmaker = create_sessionmaker(engine)
         # A turn's statements run on the driver (turns/store.py): they take connections
         # from a plain asyncpg pool, without an engine checkout and its ping per statement.
+        # The ORM engine serves the lighter routes (conversations) and the background work.
         turn_database = await create_driver_pool(settings)
+        engine = create_engine(settings, pool_size=max(2, settings.database_pool_size // 4))
+        sessionmaker = create_sessionmaker(engine)
         # The relay and the sweeper work across users, as the worker role.
         worker_engine = create_worker_engine(settings, engine)
         worker_sessionmaker = create_sessionmaker(worker_engine)
