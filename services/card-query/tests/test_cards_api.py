@@ -14,6 +14,18 @@ from glia_e2e.sse import iter_events
 pytestmark = pytest.mark.integration
 
 
+CARD_FIELDS = {
+    "id",
+    "conversation_id",
+    "kind",
+    "title",
+    "body",
+    "source_message_ids",
+    "origin",
+    "created_at",
+}
+
+
 def h(mint: Any, user: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {mint(user)}"}
 
@@ -80,16 +92,7 @@ async def test_card_shape_and_single_card(
             "/v1/cards", params={"conversation_id": str(cid)}, headers=h(mint, user)
         )
     ).json()["items"]
-    assert set(card) == {
-        "id",
-        "conversation_id",
-        "kind",
-        "title",
-        "body",
-        "source_message_ids",
-        "origin",
-        "created_at",
-    }
+    assert set(card) == CARD_FIELDS
     r = await cards_api.get(f"/v1/cards/{card['id']}", headers=h(mint, user))
     assert r.status_code == 200 and r.json() == card
     etag = r.headers["etag"]
@@ -158,6 +161,8 @@ async def test_all_cards_of_a_user_page_without_gaps(
             params["cursor"] = cursor
         page = (await cards_api.get("/v1/cards", params=params, headers=h(mint, user))).json()
         assert page["extraction"] is None
+        # The columns that make the cursor stay out of the items.
+        assert all(set(c) == CARD_FIELDS for c in page["items"])
         seen += [c["id"] for c in page["items"]]
         cursor = page["next_cursor"]
         if not cursor:
@@ -196,20 +201,35 @@ async def test_etag_304_until_the_cards_change(
 
 
 @pytest.mark.parametrize(
-    "params",
+    ("params", "code", "loc"),
     [
-        {"limit": 0},
-        {"limit": 101},
-        {"kind": "banana"},
-        {"conversation_id": "nope"},
-        {"cursor": "%%%"},
+        ({"limit": 0}, "validation_error", ["query", "limit"]),
+        ({"limit": 101}, "validation_error", ["query", "limit"]),
+        ({"limit": "many"}, "validation_error", ["query", "limit"]),
+        ({"kind": "banana"}, "validation_error", ["query", "kind"]),
+        ({"conversation_id": "nope"}, "validation_error", ["query", "conversation_id"]),
+        ({"cursor": "x" * 513}, "validation_error", ["query", "cursor"]),
+        ({"cursor": "%%%"}, "invalid_cursor", None),
     ],
 )
 async def test_bad_queries_are_422(
-    cards_api: httpx.AsyncClient, mint: Any, user: str, params: dict[str, Any]
+    cards_api: httpx.AsyncClient,
+    mint: Any,
+    user: str,
+    params: dict[str, Any],
+    code: str,
+    loc: list[str] | None,
 ) -> None:
     r = await cards_api.get("/v1/cards", params=params, headers=h(mint, user))
     assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json")
+    problem = r.json()
+    assert problem["code"] == code
+    if loc is not None:
+        assert [e["loc"] for e in problem["errors"]] == [loc]
+        assert problem["detail"].startswith(".".join(loc) + ": ")
+    # The caller is checked before the query: without a token, the same request is a 401.
+    anonymous = await cards_api.get("/v1/cards", params=params)
+    assert anonymous.status_code == 401 and anonymous.headers["www-authenticate"] == "Bearer"
 
 
 async def test_other_users_see_nothing(
