@@ -32,7 +32,14 @@ def request_body(cid: uuid.UUID | str, user: str) -> bytes:
     ).encode()
 
 
-async def publish(amqp_url: str, body: bytes, message_id: str, *, to_dlq: bool = False) -> None:
+async def publish(
+    amqp_url: str,
+    body: bytes,
+    message_id: str,
+    *,
+    to_dlq: bool = False,
+    headers: dict[str, Any] | None = None,
+) -> None:
     connection = await aio_pika.connect(amqp_url)
     try:
         channel = await connection.channel(publisher_confirms=True)
@@ -41,6 +48,7 @@ async def publish(amqp_url: str, body: bytes, message_id: str, *, to_dlq: bool =
             message_id=message_id,
             content_type="application/json",
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            headers=headers,
         )
         if to_dlq:
             await channel.default_exchange.publish(message, routing_key=DEAD_LETTER_QUEUE_NAME)
@@ -97,6 +105,35 @@ async def test_malformed_message_is_dead_lettered_at_once_and_the_queue_keeps_fl
     cid = await seed(user, ["after the poison", "still flowing"])
     await publish(infra.amqp_url, request_body(cid, user), f"ok-{uuid.uuid4().hex[:8]}")
     await wait_current(admin_db, cid)
+
+
+async def test_a_run_continues_the_trace_its_message_carries(
+    extractor: Any, infra: Any, seed: Any, user: str, admin_db: asyncpg.Connection
+) -> None:
+    # No span is exported here: the trace context alone crosses the queue.
+    trace_id = uuid.uuid4().hex
+    cid = await seed(user, ["traced", "turn"])
+    await publish(
+        infra.amqp_url,
+        request_body(cid, user),
+        f"traced-{uuid.uuid4().hex[:8]}",
+        headers={"traceparent": f"00-{trace_id}-{'1' * 16}-01"},
+    )
+    await wait_current(admin_db, cid)
+    assert (
+        await admin_db.fetchval(
+            "SELECT trace_id FROM extraction_runs WHERE conversation_id = $1", cid
+        )
+        == trace_id
+    )
+    # A message without one still gets a trace of its own.
+    other = await seed(user, ["untraced"])
+    await publish(infra.amqp_url, request_body(other, user), f"untraced-{uuid.uuid4().hex[:8]}")
+    await wait_current(admin_db, other)
+    own = await admin_db.fetchval(
+        "SELECT trace_id FROM extraction_runs WHERE conversation_id = $1", other
+    )
+    assert own and len(own) == 32 and own != trace_id and int(own, 16) != 0
 
 
 async def test_failing_message_is_retried_up_to_the_delivery_limit_then_dead_lettered(

@@ -14,6 +14,7 @@ from faststream.rabbit.schemas import Channel
 
 from glia_common.messaging.contracts import EXTRACTION_ROUTING_KEY
 from glia_common.settings import ServiceSettings
+from glia_common.telemetry import spans_exported
 
 EXCHANGE_NAME = "glia"
 # Operator replays (glia-admin) arrive through an exchange of their own: only they may
@@ -52,10 +53,15 @@ EXTRACTION_QUEUE = RabbitQueue(
 
 
 def build_broker(settings: ServiceSettings, **kwargs: Any) -> RabbitBroker:
-    """A broker with tracing; publishes wait for confirms and fail when unroutable."""
+    """A broker whose publishes wait for confirms and fail when unroutable.
+
+    With spans exported, FastStream's telemetry middleware records a span per publish
+    and per delivery. Without, it would build spans that nobody records on every
+    message, so it is left out: publishers then pass the W3C trace headers themselves
+    and consumers continue the trace they carry (``continue_trace``)."""
     return RabbitBroker(
         settings.amqp_url,
-        middlewares=[RabbitTelemetryMiddleware()],
+        middlewares=[RabbitTelemetryMiddleware()] if spans_exported() else [],
         default_channel=Channel(publisher_confirms=True, on_return_raises=True),
         **kwargs,
     )

@@ -134,11 +134,13 @@ class OutboxRelay:
         return len(sent)
 
     async def _publish(self, row: OutboxMessage) -> None:
-        # Continue the trace of the request that wrote the row.
+        # Continue the trace of the request that wrote the row: its W3C headers travel
+        # with the message (when spans are exported, the publish span's replace them).
         token = otel_context.attach(propagate.extract(row.headers or {}))
         try:
             await self._broker.publish(
                 row.payload,
+                headers=dict(row.headers or {}),
                 exchange=EXCHANGE,
                 routing_key=row.routing_key,
                 persist=True,

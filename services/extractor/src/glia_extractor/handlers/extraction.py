@@ -12,7 +12,8 @@ LLM failures never get here: they end in the rule-based fallback.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import structlog
@@ -21,7 +22,7 @@ from faststream.message import StreamMessage
 from faststream.rabbit import RabbitBroker
 from faststream.rabbit.annotations import RabbitMessage
 from faststream.rabbit.schemas import Channel
-from opentelemetry import propagate, trace
+from opentelemetry import context, propagate, trace
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
@@ -57,12 +58,31 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
-def trace_id_of(headers: dict[str, Any]) -> str | None:
-    ctx = trace.get_current_span(propagate.extract(headers)).get_span_context()
-    if ctx.is_valid:
-        return format(ctx.trace_id, "032x")
-    current = trace.get_current_span().get_span_context()
-    return format(current.trace_id, "032x") if current.is_valid else None
+_tracer = trace.get_tracer("glia.extractor")
+
+
+@contextmanager
+def continued_trace(headers: dict[str, Any]) -> Iterator[str]:
+    """The delivery's trace context, current for its processing; yields its trace id.
+
+    With spans exported, FastStream's telemetry middleware has already made a consumer
+    span current, a child of the message's ``traceparent``. Otherwise the same context
+    is made here, for a few microseconds: a span that records nothing, with the
+    message's trace id (or a new one), so that the run, its record and its log lines
+    carry the trace of the chat request that asked for it."""
+    current = trace.get_current_span()
+    token = None
+    if not current.get_span_context().is_valid:
+        parent = propagate.extract(headers)
+        current = _tracer.start_span(
+            "glia.extraction process", context=parent, kind=trace.SpanKind.CONSUMER
+        )
+        token = context.attach(trace.set_span_in_context(current, parent))
+    try:
+        yield format(current.get_span_context().trace_id, "032x")
+    finally:
+        if token is not None:
+            context.detach(token)
 
 
 def delivery_count(headers: dict[str, Any]) -> int:
@@ -106,12 +126,15 @@ def register(broker: RabbitBroker, service: ExtractionService, *, prefetch: int)
             return
         # Only the operator exchange carries replays; a header anyone could set does not.
         replay = getattr(msg.raw_message, "exchange", None) == OPERATOR_EXCHANGE_NAME
-        job = ExtractionJob(request=request, trace_id=trace_id_of(headers), replay=replay)
-        with structlog.contextvars.bound_contextvars(
-            conversation_id=str(request.conversation_id),
-            user_id=request.user_id,
-            request_id=request.request_id,
+        with (
+            continued_trace(headers) as trace_id,
+            structlog.contextvars.bound_contextvars(
+                conversation_id=str(request.conversation_id),
+                user_id=request.user_id,
+                request_id=request.request_id,
+            ),
         ):
+            job = ExtractionJob(request=request, trace_id=trace_id, replay=replay)
             await _process(msg, service, job, headers)
 
 
