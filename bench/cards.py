@@ -5,8 +5,9 @@
 Each of ``clients`` clients reads the cards of its own conversation (its own user;
 conversations extracted in part 2, 8 cards each): ``GET /v1/cards?conversation_id=``,
 either plainly (200 with the cards) or with ``If-None-Match`` set to the ETag it got
-(304). Closed loop -> max requests/s per mode; then an open loop at half of Glia's max
-(the same rate for both) -> latency p50/p99.
+(304). Closed loop -> max requests/s per mode, the three servers taking turns in
+``cards_rounds`` rounds so that a drift in the host's speed meets them all; then an open
+loop at half of Glia's max (the same rate for both) -> latency p50/p99.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from bench.context import Ctx
 from bench.infra import free_port, service_env, stop
-from bench.load import GetSample, closed_loop, get, open_loop
+from bench.load import ClosedResult, GetSample, closed_loop, get, open_loop
 from bench.seed import Conv
 from bench.stats import figure, slowest, summary_ms
 from glia_e2e.processes import Process
@@ -56,36 +57,54 @@ def reader(
     return request
 
 
+async def closed_round(
+    ctx: Ctx, name: str, base: str, convs: list[Conv], tags: list[str] | None, round_: int
+) -> ClosedResult:
+    """One round of a closed loop (``cards_s / cards_rounds`` long)."""
+    k = ctx.knobs
+    want = 304 if tags is not None else 200
+    mode = "304" if tags is not None else "200"
+    async with ctx.cpu(f"cards closed {name} {mode}", profile=PROCESS[name]):
+        return await closed_loop(
+            k.clients,
+            min(k.warmup_s, 2.0) if round_ == 0 else 0.5,
+            k.cards_s / k.cards_rounds,
+            reader(ctx, base, convs, tags),
+            ok=lambda s: s.status == want,
+            kind=lambda s: str(s.status),
+            max_requests_per_client=200_000,
+        )
+
+
+def combined(name: str, mode: str, rounds: list[ClosedResult]) -> dict[str, Any]:
+    completed = sum(r.completed for r in rounds)
+    rate = completed / sum(r.window_s for r in rounds)
+    errors = sum(r.errors for r in rounds)
+    kinds: dict[str, int] = {}
+    for r in rounds:
+        for kind, count in r.error_kinds.items():
+            kinds[kind] = kinds.get(kind, 0) + count
+    per_round = [round(r.rate, 1) for r in rounds]
+    print(
+        f"    {name:<6} {mode} closed loop: {rate:8.1f} req/s ({errors} errors; rounds {per_round})"
+    )
+    return {
+        "rps": round(rate, 1),
+        "rps_by_round": per_round,
+        "errors": errors,
+        "error_kinds": kinds,
+        "latency_ms": summary_ms([s.end - s.sent for r in rounds for s in r.samples]),
+    }
+
+
 async def measure(
-    ctx: Ctx, name: str, base: str, convs: list[Conv], tags: list[str] | None, rate: float | None
+    ctx: Ctx, name: str, base: str, convs: list[Conv], tags: list[str] | None, rate: float
 ) -> dict[str, Any]:
+    """An open loop at ``rate``: latency at that load."""
     k = ctx.knobs
     want = 304 if tags is not None else 200
     request = reader(ctx, base, convs, tags)
     mode = "304" if tags is not None else "200"
-    if rate is None:
-        async with ctx.cpu(
-            f"cards closed {name} {mode}",
-            profile=PROCESS[name],
-        ):
-            result = await closed_loop(
-                k.clients,
-                min(k.warmup_s, 2.0),
-                k.cards_s,
-                request,
-                ok=lambda s: s.status == want,
-                kind=lambda s: str(s.status),
-                max_requests_per_client=200_000,
-            )
-        print(
-            f"    {name:<6} {mode} closed loop: {result.rate:8.1f} req/s ({result.errors} errors)"
-        )
-        return {
-            "rps": round(result.rate, 1),
-            "errors": result.errors,
-            "error_kinds": result.error_kinds,
-            "latency_ms": summary_ms([s.end - s.sent for s in result.samples]),
-        }
     counter = iter(range(10_000_000))
 
     async def arrival(_: int) -> GetSample:
@@ -154,11 +173,16 @@ async def run(ctx: Ctx) -> dict[str, Any]:
 
     closed: dict[str, dict[str, Any]] = {}
     opened: dict[str, dict[str, Any]] = {}
+    names = list(bases)
     for mode in ("200", "304"):
-        for name, base in bases.items():
-            closed[f"{name}_{mode}"] = await measure(
-                ctx, name, base, convs, tags[name] if mode == "304" else None, None
-            )
+        rounds: dict[str, list[ClosedResult]] = {name: [] for name in names}
+        for r in range(k.cards_rounds):
+            # Each round starts with the next one: no side always runs first.
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                etag = tags[name] if mode == "304" else None
+                rounds[name].append(await closed_round(ctx, name, bases[name], convs, etag, r))
+        for name in names:
+            closed[f"{name}_{mode}"] = combined(name, mode, rounds[name])
     for mode in ("200", "304"):
         rate = max(1.0, closed[f"glia_{mode}"]["rps"] / 2)
         for name in ("glia", "route"):

@@ -39,13 +39,18 @@ class Knobs:
     cards_s: float  # each closed and open loop of card reads
     decoupling_s: float
     extract_loop_concurrency: int
+    # The closed loops of card reads take turns in this many rounds (cards_s in all each),
+    # so a host whose speed drifts slows Glia and its baselines alike.
+    cards_rounds: int = 1
 
     @staticmethod
     def make(quick: bool, clients: int, conversations: int | None, loop_workers: int) -> Knobs:
         if quick:
-            return Knobs(True, clients, conversations or 200, 1.0, 3.0, 4.0, 2.0, 4.0, loop_workers)
+            return Knobs(
+                True, clients, conversations or 200, 1.0, 3.0, 4.0, 2.0, 4.0, loop_workers, 2
+            )
         return Knobs(
-            False, clients, conversations or 2000, 3.0, 20.0, 15.0, 10.0, 20.0, loop_workers
+            False, clients, conversations or 2000, 3.0, 20.0, 15.0, 10.0, 20.0, loop_workers, 5
         )
 
 
@@ -67,6 +72,7 @@ class Ctx:
     extracted: list[Conv] = field(default_factory=list)  # conversations with cards
     profiler: Profiler | None = None
     windows: list[tuple[str, dict[str, float]]] = field(default_factory=list)
+    _window_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def fake_base(self) -> str:
@@ -98,13 +104,46 @@ class Ctx:
                 spy = round(self.profiler.last_cpu_s / max(after[0] - before[0], 1e-6), 2)
                 cores["py-spy"] = spy
                 cores["not the bench"] = round(max(0.0, cores["not the bench"] - spy), 2)
-            self.details.setdefault("cpu_cores", {})[label] = cores
             self.windows.append((label, cores))
-            self.details.setdefault("memory", {}).setdefault("windows", {})[label] = memory.stats
             pg_after = await self._pg_counters()
-            self.details.setdefault("pg_counters", {})[label] = {
-                k: pg_after[k] - pg_before[k] for k in pg_after
+            pg = {k: pg_after[k] - pg_before[k] for k in pg_after}
+            self._record(label, after[0] - before[0], cores, memory.stats, pg)
+
+    def _record(
+        self,
+        label: str,
+        seconds: float,
+        cores: dict[str, float],
+        memory: dict[str, dict[str, float]],
+        pg: dict[str, int],
+    ) -> None:
+        """A window's figures under ``label``; a label measured again (the rounds of an
+        interleaved comparison) adds up: cores weighted by time, memory at its highest,
+        counters summed."""
+        cpu = self.details.setdefault("cpu_cores", {})
+        mem = self.details.setdefault("memory", {}).setdefault("windows", {})
+        counters = self.details.setdefault("pg_counters", {})
+        seen = self._window_seconds.get(label, 0.0)
+        if seen:
+            old = cpu[label]
+            cores = {
+                k: round(
+                    (old.get(k, 0.0) * seen + cores.get(k, 0.0) * seconds) / (seen + seconds), 2
+                )
+                for k in old.keys() | cores.keys()
             }
+            for name, stats in mem[label].items():
+                merged = memory.setdefault(name, dict(stats))
+                for key, value in stats.items():
+                    add = key == "samples"
+                    merged[key] = (
+                        merged.get(key, 0.0) + value if add else max(merged.get(key, 0.0), value)
+                    )
+            pg = {k: pg.get(k, 0) + counters[label].get(k, 0) for k in pg.keys() | counters[label]}
+        self._window_seconds[label] = seen + seconds
+        cpu[label] = cores
+        mem[label] = memory
+        counters[label] = pg
 
     async def _pg_counters(self) -> dict[str, int]:
         """Sessions opened and transactions ended in the bench database (PostgreSQL's
