@@ -1,7 +1,8 @@
 """Part 1: chat turns through glia-chat-api, next to the bare relay baseline.
 
 1. Closed loop: ``clients`` clients, each streaming one turn after another for a fixed
-   time -> completed turns/s (turns that ended with ``done`` inside the window).
+   time -> completed turns/s (turns that ended with ``done`` inside the window); Glia and
+   the relay take turns in ``chat_rounds`` rounds of ``chat_s / chat_rounds``.
 2. Open loop at half of Glia's max (the same rate for both): time to the ``start``
    event p50/p99, full turn, and the delay added between the LLM's first token and the
    first ``delta`` (see README: start->first delta minus the fake's own TTFT, which a
@@ -16,7 +17,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bench.context import ConvPool, Ctx
-from bench.load import TurnSample, closed_loop, fake_ttft, open_loop, periodic, sse_turn
+from bench.load import (
+    ClosedResult,
+    TurnSample,
+    closed_loop,
+    fake_ttft,
+    open_loop,
+    periodic,
+    sse_turn,
+)
 from bench.seed import insert_conversations, spread, users
 from bench.stats import figure, percentile, slowest, summary_ms
 
@@ -60,30 +69,43 @@ def _kind(s: TurnSample) -> str:
     return s.terminal or "unknown"
 
 
-async def closed(ctx: Ctx, name: str, base_url: str, pool: ConvPool) -> dict[str, Any]:
+async def closed_round(
+    ctx: Ctx, name: str, base_url: str, pool: ConvPool, round_: int
+) -> ClosedResult:
+    """One round of a closed loop (``chat_s / chat_rounds`` long)."""
     k = ctx.knobs
     async with ctx.cpu(f"chat closed {name}", profile={"glia": "glia-chat-api"}.get(name, name)):
-        result = await closed_loop(
+        return await closed_loop(
             k.clients,
-            k.warmup_s,
-            k.chat_s,
+            k.warmup_s if round_ == 0 else 1.0,
+            k.chat_s / k.chat_rounds,
             turn_request(ctx, base_url, pool),
             ok=lambda s: s.ok and s.deltas == 20,
             kind=_kind,
         )
-    turn_times = [s.end - s.sent for s in result.samples]
-    out = {
-        "turns_per_s": round(result.rate, 2),
-        "completed": result.completed,
-        "errors": result.errors,
-        "error_kinds": result.error_kinds,
-        "turn_ms": summary_ms(turn_times),
-    }
+
+
+def combined(name: str, clients: int, rounds: list[ClosedResult]) -> dict[str, Any]:
+    completed = sum(r.completed for r in rounds)
+    rate = completed / sum(r.window_s for r in rounds)
+    errors = sum(r.errors for r in rounds)
+    kinds: dict[str, int] = {}
+    for r in rounds:
+        for kind, count in r.error_kinds.items():
+            kinds[kind] = kinds.get(kind, 0) + count
+    per_round = [round(r.rate, 1) for r in rounds]
     print(
-        f"    {name:<6} closed loop, {k.clients} clients: {result.rate:8.1f} turns/s "
-        f"({result.errors} errors)"
+        f"    {name:<6} closed loop, {clients} clients: {rate:8.1f} turns/s "
+        f"({errors} errors; rounds {per_round})"
     )
-    return out
+    return {
+        "turns_per_s": round(rate, 2),
+        "turns_per_s_by_round": per_round,
+        "completed": completed,
+        "errors": errors,
+        "error_kinds": kinds,
+        "turn_ms": summary_ms([s.end - s.sent for r in rounds for s in r.samples]),
+    }
 
 
 async def opened(ctx: Ctx, name: str, base_url: str, pool: ConvPool, rate: float) -> dict[str, Any]:
@@ -136,9 +158,17 @@ async def opened(ctx: Ctx, name: str, base_url: str, pool: ConvPool, rate: float
 async def run(ctx: Ctx, glia_url: str, relay_url: str) -> dict[str, Any]:
     k = ctx.knobs
     pool = await make_pool(ctx, 1000 if k.quick else 6000)
-    glia_closed = await closed(ctx, "glia", glia_url, pool)
-    await ctx.wait_outbox_drained()
-    relay_closed = await closed(ctx, "relay", relay_url, pool)
+    # Glia and the relay take turns in rounds, each round starting with the other one, so
+    # that a drift in the host's speed meets both.
+    rounds: dict[str, list[ClosedResult]] = {"glia": [], "relay": []}
+    urls = {"glia": glia_url, "relay": relay_url}
+    for r in range(k.chat_rounds):
+        for name in ("glia", "relay") if r % 2 == 0 else ("relay", "glia"):
+            rounds[name].append(await closed_round(ctx, name, urls[name], pool, r))
+            if name == "glia":
+                await ctx.wait_outbox_drained()
+    glia_closed = combined("glia", k.clients, rounds["glia"])
+    relay_closed = combined("relay", k.clients, rounds["relay"])
     rate = max(1.0, glia_closed["turns_per_s"] / 2)
     glia_open = await opened(ctx, "glia", glia_url, pool, rate)
     await ctx.wait_outbox_drained()

@@ -42,15 +42,16 @@ class Knobs:
     # The closed loops of card reads take turns in this many rounds (cards_s in all each),
     # so a host whose speed drifts slows Glia and its baselines alike.
     cards_rounds: int = 1
+    chat_rounds: int = 1  # the same for the closed loops of chat turns
 
     @staticmethod
     def make(quick: bool, clients: int, conversations: int | None, loop_workers: int) -> Knobs:
         if quick:
             return Knobs(
-                True, clients, conversations or 200, 1.0, 3.0, 4.0, 2.0, 4.0, loop_workers, 2
+                True, clients, conversations or 200, 1.0, 3.0, 4.0, 2.0, 4.0, loop_workers, 2, 1
             )
         return Knobs(
-            False, clients, conversations or 2000, 3.0, 20.0, 15.0, 10.0, 20.0, loop_workers, 5
+            False, clients, conversations or 2000, 3.0, 20.0, 15.0, 10.0, 20.0, loop_workers, 5, 4
         )
 
 
