@@ -6,10 +6,13 @@ PYTEST_ARGS ?=
 
 .PHONY: setup run test unit lint format e2e bench helm-lint browser images images-test base-image container-tools chaos chaos-regressions clean
 
+# Bytecode is compiled at install: where PYTHONDONTWRITEBYTECODE is set nothing is cached
+# on import, and a module a process first imports while serving (anyio's backend, say)
+# would be compiled from source inside a request, a 100-470 ms stall (bench/README.md).
 setup: ## install uv if missing, then the whole workspace into .venv
 	@command -v uv >/dev/null 2>&1 || test -x $(HOME)/.local/bin/uv || python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
 	@$(UV) --version >/dev/null 2>&1 || { echo "uv not found after install"; exit 1; }
-	$(UV) sync --frozen --all-packages
+	$(UV) sync --frozen --all-packages --compile-bytecode
 
 .env:
 	@echo "GLIA_JWT_SECRET=$$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')" > .env

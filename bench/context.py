@@ -43,15 +43,36 @@ class Knobs:
     # so a host whose speed drifts slows Glia and its baselines alike.
     cards_rounds: int = 1
     chat_rounds: int = 1  # the same for the closed loops of chat turns
+    extraction_rounds: int = 1  # and for the extraction burst (conversations / rounds each)
 
     @staticmethod
     def make(quick: bool, clients: int, conversations: int | None, loop_workers: int) -> Knobs:
         if quick:
             return Knobs(
-                True, clients, conversations or 200, 1.0, 3.0, 4.0, 2.0, 4.0, loop_workers, 2, 1
+                quick=True,
+                clients=clients,
+                conversations=conversations or 200,
+                warmup_s=1.0,
+                chat_s=3.0,
+                extraction_steady_s=4.0,
+                cards_s=2.0,
+                decoupling_s=4.0,
+                extract_loop_concurrency=loop_workers,
+                cards_rounds=2,
             )
         return Knobs(
-            False, clients, conversations or 2000, 3.0, 20.0, 15.0, 10.0, 20.0, loop_workers, 5, 4
+            quick=False,
+            clients=clients,
+            conversations=conversations or 2000,
+            warmup_s=3.0,
+            chat_s=20.0,
+            extraction_steady_s=15.0,
+            cards_s=10.0,
+            decoupling_s=20.0,
+            extract_loop_concurrency=loop_workers,
+            cards_rounds=5,
+            chat_rounds=4,
+            extraction_rounds=4,
         )
 
 

@@ -9,7 +9,8 @@ conversation is done when ``extraction_state`` makes it ``current``; lag = its
 ``derived_at`` minus the offered time (one host, one clock).
 
 1. Burst: N conversations offered at the same instant -> runs/s (N / time until the
-   last is current) and lag p50/p99.
+   last is current) and lag p50/p99. Taken in ``extraction_rounds`` bursts of N / rounds
+   in which Glia and the loop take turns (runs/s: all runs over the time they took).
 2. Steady: arrivals at half of Glia's burst rate (same rate for both) -> lag p50/p99.
 """
 
@@ -59,7 +60,9 @@ def _timeout(n: int) -> float:
     return max(60.0, n / 20.0)
 
 
-async def glia_burst(ctx: Ctx, amqp: Amqp, convs: list[Conv]) -> dict[str, Any]:
+async def glia_burst(
+    ctx: Ctx, amqp: Amqp, convs: list[Conv], *, keep_lags: bool = False
+) -> dict[str, Any]:
     t0 = time.time()
     for i in range(0, len(convs), 500):
         await asyncio.gather(*(amqp.publish_request(c, t0) for c in convs[i : i + 500]))
@@ -75,6 +78,7 @@ async def glia_burst(ctx: Ctx, amqp: Amqp, convs: list[Conv]) -> dict[str, Any]:
         "runs_per_s": None if not elapsed else round(n / elapsed, 2),
         "lag_ms": summary_ms(lag),
         "runs": await run_outcomes(ctx.admin, [c.id for c in convs]),
+        **({"lags_s": lag} if keep_lags else {}),
     }
 
 
@@ -117,7 +121,9 @@ async def glia_steady(ctx: Ctx, amqp: Amqp, convs: list[Conv], rate: float) -> d
     }
 
 
-async def baseline(ctx: Ctx, convs: list[Conv], name: str, rate: float | None) -> dict[str, Any]:
+async def baseline(
+    ctx: Ctx, convs: list[Conv], name: str, rate: float | None, *, keep_lags: bool = False
+) -> dict[str, Any]:
     """Run the loop over ``convs``; it lingers when done, stopped after the CPU window."""
     items = ctx.run_dir / f"{name}-items.json"
     out = ctx.run_dir / f"{name}-out.json"
@@ -161,6 +167,23 @@ async def baseline(ctx: Ctx, convs: list[Conv], name: str, rate: float | None) -
         "runs_per_s": None if not elapsed or rate is not None else round(n / elapsed, 2),
         "lag_ms": summary_ms(lag),
         "outcomes": result["outcomes"],
+        **({"lags_s": lag} if keep_lags else {}),
+    }
+
+
+def combined_bursts(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The rounds of one side as one burst: runs over the time they took."""
+    current = sum(r["current"] for r in rounds)
+    elapsed = [r["elapsed_s"] for r in rounds]
+    return {
+        "n": sum(r["n"] for r in rounds),
+        "current": current,
+        "elapsed_s": None if None in elapsed else round(sum(elapsed), 3),
+        "runs_per_s": None if None in elapsed else round(current / sum(elapsed), 2),
+        "runs_per_s_by_round": [r["runs_per_s"] for r in rounds],
+        # Each round's lags, pooled: a round is a burst of its own size.
+        "lag_ms": summary_ms([lag for r in rounds for lag in r["lags_s"]]),
+        "rounds": [{k: v for k, v in r.items() if k != "lags_s"} for r in rounds],
     }
 
 
@@ -210,22 +233,39 @@ async def run(ctx: Ctx) -> dict[str, Any]:
         await amqp.purge()
     extractor = await start_extractor(ctx, "glia-extractor-rules", GLIA_LLM_API_KEY="")
 
-    async with (
-        Amqp(ctx.infra.amqp_url) as amqp,
-        ctx.cpu("extraction burst glia", profile="glia-extractor-rules"),
-    ):
-        g_burst = await glia_burst(ctx, amqp, burst_glia)
-    print(
-        f"    glia   burst of {n}: {g_burst['runs_per_s']} runs/s, lag p50 "
-        f"{g_burst['lag_ms']['p50']} ms p99 {g_burst['lag_ms']['p99']} ms"
-    )
-    async with ctx.cpu("extraction burst loop"):
-        b_burst = await baseline(ctx, burst_base, "extract-loop-burst", None)
-    await asyncio.to_thread(stop, ctx.procs.started["extract-loop-burst"])
-    print(
-        f"    loop   burst of {n}: {b_burst['runs_per_s']} runs/s, lag p50 "
-        f"{b_burst['lag_ms']['p50']} ms p99 {b_burst['lag_ms']['p99']} ms"
-    )
+    # The burst is taken in rounds in which the extractor and the loop take turns, each
+    # round starting with the other one, so that a drift in the host's speed meets both.
+    rounds = k.extraction_rounds
+    size = -(-n // rounds)
+    glia_rounds: list[dict[str, Any]] = []
+    loop_rounds: list[dict[str, Any]] = []
+    for r in range(rounds):
+        part = slice(r * size, (r + 1) * size)
+        for side in ("glia", "loop") if r % 2 == 0 else ("loop", "glia"):
+            if side == "glia":
+                async with (
+                    Amqp(ctx.infra.amqp_url) as amqp,
+                    ctx.cpu("extraction burst glia", profile="glia-extractor-rules"),
+                ):
+                    glia_rounds.append(
+                        await glia_burst(ctx, amqp, burst_glia[part], keep_lags=True)
+                    )
+            else:
+                async with ctx.cpu("extraction burst loop"):
+                    loop_rounds.append(
+                        await baseline(
+                            ctx, burst_base[part], "extract-loop-burst", None, keep_lags=True
+                        )
+                    )
+                await asyncio.to_thread(stop, ctx.procs.started["extract-loop-burst"])
+    g_burst = combined_bursts(glia_rounds)
+    b_burst = combined_bursts(loop_rounds)
+    for side, burst in (("glia", g_burst), ("loop", b_burst)):
+        print(
+            f"    {side:<6} burst of {n} in {rounds} rounds: {burst['runs_per_s']} runs/s "
+            f"(rounds {burst['runs_per_s_by_round']}), lag p50 {burst['lag_ms']['p50']} ms "
+            f"p99 {burst['lag_ms']['p99']} ms"
+        )
 
     rate = max(1.0, (g_burst["runs_per_s"] or 2.0) / 2)
     count = max(10, int(rate * k.extraction_steady_s))
