@@ -85,6 +85,10 @@ def configure_logging(settings: ServiceSettings, service_name: str) -> None:
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # The openai SDK's HTTP client logs every request it sends at INFO: one more line per
+    # turn and per extraction, with nothing Glia's own lines and spans do not say.
+    for name in ("httpx", "httpx2"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _span_exporters() -> list[SpanExporter]:
