@@ -77,23 +77,18 @@ async def closed_round(
 
 
 def combined(name: str, mode: str, rounds: list[ClosedResult]) -> dict[str, Any]:
-    completed = sum(r.completed for r in rounds)
-    rate = completed / sum(r.window_s for r in rounds)
-    errors = sum(r.errors for r in rounds)
-    kinds: dict[str, int] = {}
-    for r in rounds:
-        for kind, count in r.error_kinds.items():
-            kinds[kind] = kinds.get(kind, 0) + count
+    loop = ClosedResult.merged(rounds)
     per_round = [round(r.rate, 1) for r in rounds]
     print(
-        f"    {name:<6} {mode} closed loop: {rate:8.1f} req/s ({errors} errors; rounds {per_round})"
+        f"    {name:<6} {mode} closed loop: {loop.rate:8.1f} req/s "
+        f"({loop.errors} errors; rounds {per_round})"
     )
     return {
-        "rps": round(rate, 1),
+        "rps": round(loop.rate, 1),
         "rps_by_round": per_round,
-        "errors": errors,
-        "error_kinds": kinds,
-        "latency_ms": summary_ms([s.end - s.sent for r in rounds for s in r.samples]),
+        "errors": loop.errors,
+        "error_kinds": loop.error_kinds,
+        "latency_ms": summary_ms([s.end - s.sent for s in loop.samples]),
     }
 
 

@@ -86,25 +86,19 @@ async def closed_round(
 
 
 def combined(name: str, clients: int, rounds: list[ClosedResult]) -> dict[str, Any]:
-    completed = sum(r.completed for r in rounds)
-    rate = completed / sum(r.window_s for r in rounds)
-    errors = sum(r.errors for r in rounds)
-    kinds: dict[str, int] = {}
-    for r in rounds:
-        for kind, count in r.error_kinds.items():
-            kinds[kind] = kinds.get(kind, 0) + count
+    loop = ClosedResult.merged(rounds)
     per_round = [round(r.rate, 1) for r in rounds]
     print(
-        f"    {name:<6} closed loop, {clients} clients: {rate:8.1f} turns/s "
-        f"({errors} errors; rounds {per_round})"
+        f"    {name:<6} closed loop, {clients} clients: {loop.rate:8.1f} turns/s "
+        f"({loop.errors} errors; rounds {per_round})"
     )
     return {
-        "turns_per_s": round(rate, 2),
+        "turns_per_s": round(loop.rate, 2),
         "turns_per_s_by_round": per_round,
-        "completed": completed,
-        "errors": errors,
-        "error_kinds": kinds,
-        "turn_ms": summary_ms([s.end - s.sent for r in rounds for s in r.samples]),
+        "completed": loop.completed,
+        "errors": loop.errors,
+        "error_kinds": loop.error_kinds,
+        "turn_ms": summary_ms([s.end - s.sent for s in loop.samples]),
     }
 
 

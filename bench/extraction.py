@@ -262,7 +262,8 @@ async def run(ctx: Ctx) -> dict[str, Any]:
     b_burst = combined_bursts(loop_rounds)
     for side, burst in (("glia", g_burst), ("loop", b_burst)):
         print(
-            f"    {side:<6} burst of {n} in {rounds} rounds: {burst['runs_per_s']} runs/s "
+            f"    {side:<6} burst of {n}{f' in {rounds} rounds' if rounds > 1 else ''}: "
+            f"{burst['runs_per_s']} runs/s "
             f"(rounds {burst['runs_per_s_by_round']}), lag p50 {burst['lag_ms']['p50']} ms "
             f"p99 {burst['lag_ms']['p99']} ms"
         )

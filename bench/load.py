@@ -137,6 +137,21 @@ class ClosedResult:
     def rate(self) -> float:
         return self.completed / self.window_s if self.window_s > 0 else 0.0
 
+    @staticmethod
+    def merged(rounds: list[ClosedResult]) -> ClosedResult:
+        """The rounds of one side as one loop: everything they counted, over their time."""
+        kinds: dict[str, int] = {}
+        for r in rounds:
+            for kind, count in r.error_kinds.items():
+                kinds[kind] = kinds.get(kind, 0) + count
+        return ClosedResult(
+            sum(r.completed for r in rounds),
+            sum(r.errors for r in rounds),
+            sum(r.window_s for r in rounds),
+            [s for r in rounds for s in r.samples],
+            kinds,
+        )
+
 
 async def closed_loop(
     clients: int,

@@ -116,3 +116,17 @@ def test_table_reads_throughput_up_and_latency_down() -> None:
     assert rows["cards.fastapi_floor_rps_200"].rstrip(" |").endswith("higher")
     assert rows["cards.p99_200_ms"].rstrip(" |").endswith("lower")
     assert "MISS" in rows["cards throughput (304)"]
+
+
+def test_rounds_of_a_closed_loop_merge_into_one() -> None:
+    from bench.load import ClosedResult
+
+    merged = ClosedResult.merged(
+        [
+            ClosedResult(100, 1, 2.0, ["a"], {"500": 1}),
+            ClosedResult(300, 2, 2.0, ["b", "c"], {"500": 1, "timeout": 1}),
+        ]
+    )
+    assert merged.rate == 100.0  # 400 requests over 4 s, not the mean of 50 and 150 rates
+    assert (merged.completed, merged.errors, merged.samples) == (400, 3, ["a", "b", "c"])
+    assert merged.error_kinds == {"500": 2, "timeout": 1}
