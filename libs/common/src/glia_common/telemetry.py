@@ -11,10 +11,13 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import structlog
-from opentelemetry import trace
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
@@ -154,6 +157,23 @@ def configure_telemetry(service_name: str, settings: ServiceSettings) -> None:
 def spans_exported() -> bool:
     """Whether this process exports spans (so recording them is worth their cost)."""
     return _exporting
+
+
+@contextmanager
+def continued_trace(
+    carrier: Mapping[str, Any], name: str, kind: trace.SpanKind
+) -> Iterator[trace.Span]:
+    """The carrier's W3C trace context (``traceparent``; else a new trace), current for the
+    block, as one span - for a process that exports no spans, whose sampler makes this
+    a non-recording span: the ids that log lines and records carry, for a few
+    microseconds."""
+    parent = propagate.extract(carrier) if carrier else otel_context.get_current()
+    span = trace.get_tracer("glia").start_span(name, context=parent, kind=kind)
+    token = otel_context.attach(trace.set_span_in_context(span, parent))
+    try:
+        yield span
+    finally:
+        otel_context.detach(token)
 
 
 def shutdown_telemetry() -> None:

@@ -58,7 +58,7 @@ def build_broker(settings: ServiceSettings, **kwargs: Any) -> RabbitBroker:
     With spans exported, FastStream's telemetry middleware records a span per publish
     and per delivery. Without, it would build spans that nobody records on every
     message, so it is left out: publishers then pass the W3C trace headers themselves
-    and consumers continue the trace they carry (``continue_trace``)."""
+    and consumers continue the trace they carry (``telemetry.continued_trace``)."""
     return RabbitBroker(
         settings.amqp_url,
         middlewares=[RabbitTelemetryMiddleware()] if spans_exported() else [],

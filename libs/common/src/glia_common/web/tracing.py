@@ -12,17 +12,15 @@ request's context, for a few microseconds instead of the instrumentation's full 
 from __future__ import annotations
 
 from fastapi import FastAPI
-from opentelemetry import context, propagate, trace
+from opentelemetry import trace
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from glia_common.telemetry import spans_exported
+from glia_common.telemetry import continued_trace, spans_exported
 
 # What the instrumentation would leave out; health probes and scrapes make no spans.
 EXCLUDED_URLS = "healthz,readyz,metrics"
 _PROPAGATED = frozenset({b"traceparent", b"tracestate", b"baggage"})
-
-_tracer = trace.get_tracer("glia.http")
 
 
 class TraceContextMiddleware:
@@ -38,14 +36,8 @@ class TraceContextMiddleware:
             for name, value in scope.get("headers", ())
             if name in _PROPAGATED
         }
-        parent = propagate.extract(carrier) if carrier else context.get_current()
-        # The provider samples nothing, so this is a NonRecordingSpan: ids only.
-        span = _tracer.start_span("http", context=parent, kind=trace.SpanKind.SERVER)
-        token = context.attach(trace.set_span_in_context(span, parent))
-        try:
+        with continued_trace(carrier, "http", trace.SpanKind.SERVER):
             await self.app(scope, receive, send)
-        finally:
-            context.detach(token)
 
 
 def install_tracing(app: FastAPI) -> None:

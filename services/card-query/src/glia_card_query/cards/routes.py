@@ -41,15 +41,13 @@ NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _freshness_out(fresh: Freshness) -> FreshnessOut:
-    return FreshnessOut(
-        state=fresh.state, source_hash=fresh.source_hash, derived_at=fresh.derived_at
-    )
-
-
 def _freshness_fields(fresh: Freshness) -> dict[str, Any]:
     """FreshnessOut's fields, for the list's body, which is serialized without a model."""
     return {"state": fresh.state, "source_hash": fresh.source_hash, "derived_at": fresh.derived_at}
+
+
+def _freshness_out(fresh: Freshness) -> FreshnessOut:
+    return FreshnessOut(**_freshness_fields(fresh))
 
 
 def _etag(*parts: object) -> str:

@@ -22,7 +22,7 @@ from faststream.message import StreamMessage
 from faststream.rabbit import RabbitBroker
 from faststream.rabbit.annotations import RabbitMessage
 from faststream.rabbit.schemas import Channel
-from opentelemetry import context, propagate, trace
+from opentelemetry import trace
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
@@ -34,7 +34,7 @@ from glia_common.messaging import (
     OPERATOR_EXCHANGE_NAME,
     ExtractionRequested,
 )
-from glia_common.telemetry import get_logger
+from glia_common.telemetry import continued_trace, get_logger
 from glia_extractor import metrics
 from glia_extractor.extraction.service import ExtractionJob, ExtractionService, Outcome
 
@@ -58,31 +58,20 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
-_tracer = trace.get_tracer("glia.extractor")
-
-
 @contextmanager
-def continued_trace(headers: dict[str, Any]) -> Iterator[str]:
+def delivery_trace(headers: dict[str, Any]) -> Iterator[str]:
     """The delivery's trace context, current for its processing; yields its trace id.
 
     With spans exported, FastStream's telemetry middleware has already made a consumer
     span current, a child of the message's ``traceparent``. Otherwise the same context
-    is made here, for a few microseconds: a span that records nothing, with the
-    message's trace id (or a new one), so that the run, its record and its log lines
+    is made here (``continued_trace``), so that the run, its record and its log lines
     carry the trace of the chat request that asked for it."""
     current = trace.get_current_span()
-    token = None
-    if not current.get_span_context().is_valid:
-        parent = propagate.extract(headers)
-        current = _tracer.start_span(
-            "glia.extraction process", context=parent, kind=trace.SpanKind.CONSUMER
-        )
-        token = context.attach(trace.set_span_in_context(current, parent))
-    try:
+    if current.get_span_context().is_valid:
         yield format(current.get_span_context().trace_id, "032x")
-    finally:
-        if token is not None:
-            context.detach(token)
+        return
+    with continued_trace(headers, "glia.extraction process", trace.SpanKind.CONSUMER) as span:
+        yield format(span.get_span_context().trace_id, "032x")
 
 
 def delivery_count(headers: dict[str, Any]) -> int:
@@ -127,7 +116,7 @@ def register(broker: RabbitBroker, service: ExtractionService, *, prefetch: int)
         # Only the operator exchange carries replays; a header anyone could set does not.
         replay = getattr(msg.raw_message, "exchange", None) == OPERATOR_EXCHANGE_NAME
         with (
-            continued_trace(headers) as trace_id,
+            delivery_trace(headers) as trace_id,
             structlog.contextvars.bound_contextvars(
                 conversation_id=str(request.conversation_id),
                 user_id=request.user_id,
