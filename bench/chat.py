@@ -2,7 +2,9 @@
 
 1. Closed loop: ``clients`` clients, each streaming one turn after another for a fixed
    time -> completed turns/s (turns that ended with ``done`` inside the window); Glia and
-   the relay take turns in ``chat_rounds`` rounds of ``chat_s / chat_rounds``.
+   the relay take turns in ``chat_rounds`` rounds of ``chat_s / chat_rounds``. The
+   clients are spread out over a turn's time first (``closed_loop(desync=True)``), so a
+   round does not count them in waves.
 2. Open loop at half of Glia's max (the same rate for both): time to the ``start``
    event p50/p99, full turn, and the delay added between the LLM's first token and the
    first ``delta`` (see README: start->first delta minus the fake's own TTFT, which a
@@ -46,6 +48,7 @@ PROBE_BODY = json.dumps(
     }
 ).encode()
 PROBE_INTERVAL_S = 0.2
+DESYNC_WARMUP_S = 2.0
 
 
 async def make_pool(ctx: Ctx, size: int) -> ConvPool:
@@ -77,11 +80,14 @@ async def closed_round(
     async with ctx.cpu(f"chat closed {name}", profile={"glia": "glia-chat-api"}.get(name, name)):
         return await closed_loop(
             k.clients,
-            k.warmup_s if round_ == 0 else 1.0,
+            # Covers the clients' first turn and their spreading out (desync), at the
+            # 0.3-0.8 s a turn takes in this loop.
+            max(k.warmup_s, DESYNC_WARMUP_S) if round_ == 0 else DESYNC_WARMUP_S,
             k.chat_s / k.chat_rounds,
             turn_request(ctx, base_url, pool),
             ok=lambda s: s.ok and s.deltas == 20,
             kind=_kind,
+            desync=True,
         )
 
 

@@ -18,6 +18,7 @@ import asyncpg
 
 from bench.cpu import CpuMeter
 from bench.infra import Infra, Processes, pids
+from bench.load import GeneratorGc
 from bench.memory import Sampler, snapshot
 from bench.profile import Profiler
 from bench.seed import Conv
@@ -95,6 +96,7 @@ class Ctx:
     profiler: Profiler | None = None
     windows: list[tuple[str, dict[str, float]]] = field(default_factory=list)
     _window_seconds: dict[str, float] = field(default_factory=dict)
+    _generator_gc: dict[str, GeneratorGc] = field(default_factory=dict)
 
     @property
     def fake_base(self) -> str:
@@ -112,13 +114,15 @@ class Ctx:
         pg_before = await self._pg_counters()
         before = meter.snapshot()
         profiled = self.profiler is not None and target is not None
+        generator_gc = GeneratorGc()
         try:
-            async with memory:
-                if self.profiler is not None and target is not None:
-                    async with self.profiler.record(label, target, sink):
+            with generator_gc:
+                async with memory:
+                    if self.profiler is not None and target is not None:
+                        async with self.profiler.record(label, target, sink):
+                            yield
+                    else:
                         yield
-                else:
-                    yield
         finally:
             after = meter.snapshot()
             cores = meter.cores(before, after)
@@ -129,7 +133,7 @@ class Ctx:
             self.windows.append((label, cores))
             pg_after = await self._pg_counters()
             pg = {k: pg_after[k] - pg_before[k] for k in pg_after}
-            self._record(label, after[0] - before[0], cores, memory.stats, pg)
+            self._record(label, after[0] - before[0], cores, memory.stats, pg, generator_gc)
 
     def _record(
         self,
@@ -138,6 +142,7 @@ class Ctx:
         cores: dict[str, float],
         memory: dict[str, dict[str, float]],
         pg: dict[str, int],
+        generator_gc: GeneratorGc,
     ) -> None:
         """A window's figures under ``label``; a label measured again (the rounds of an
         interleaved comparison) adds up: cores weighted by time, memory at its highest,
@@ -162,6 +167,10 @@ class Ctx:
                         merged.get(key, 0.0) + value if add else max(merged.get(key, 0.0), value)
                     )
             pg = {k: pg.get(k, 0) + counters[label].get(k, 0) for k in pg.keys() | counters[label]}
+        if label in self._generator_gc:
+            generator_gc.pauses_s.extend(self._generator_gc[label].pauses_s)
+        self._generator_gc[label] = generator_gc
+        self.details.setdefault("generator_gc", {})[label] = generator_gc.stats()
         self._window_seconds[label] = seen + seconds
         cpu[label] = cores
         mem[label] = memory

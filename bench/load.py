@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from time import perf_counter
@@ -32,6 +33,44 @@ def new_session(limit: int = 0) -> aiohttp.ClientSession:
         skip_auto_headers=("User-Agent",),
         auto_decompress=False,
     )
+
+
+# --------------------------------------------------------------------------- the generator
+
+
+class GeneratorGc:
+    """The load generator's own garbage-collection pauses over a window.
+
+    The generator keeps every sample of the run, so a full collection of its heap grew to
+    100 ms and more by the later parts, and every request in flight or due meanwhile
+    looked that much slower. Entering freezes what exists (``gc.freeze``: later
+    collections no longer scan it); the pauses that remain are recorded, so a window can
+    tell its own stalls from the generator's."""
+
+    def __init__(self) -> None:
+        self.pauses_s: list[float] = []
+        self._began = 0.0
+
+    def _callback(self, phase: str, _info: dict[str, int]) -> None:
+        if phase == "start":
+            self._began = perf_counter()
+        else:
+            self.pauses_s.append(perf_counter() - self._began)
+
+    def __enter__(self) -> GeneratorGc:
+        gc.freeze()
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def stats(self) -> dict[str, float]:
+        return {
+            "collections": len(self.pauses_s),
+            "max_ms": round(max(self.pauses_s, default=0.0) * 1000, 3),
+            "total_ms": round(sum(self.pauses_s) * 1000, 3),
+        }
 
 
 # --------------------------------------------------------------------------- requests
@@ -162,9 +201,16 @@ async def closed_loop(
     kind: Callable[[Any], str],
     *,
     max_requests_per_client: int = 1_000_000,
+    desync: bool = False,
 ) -> ClosedResult:
     """``clients`` loops, each sending its next request when the last one is answered.
-    Counts the requests that *finish* inside the measured window (after the warm-up)."""
+    Counts the requests that *finish* inside the measured window (after the warm-up).
+
+    ``desync``: clients that all start at once and get the same service stay in step,
+    finishing in waves; a window then counts whole waves, and its rate moves in steps of
+    ``clients / duration_s``. With ``desync`` each client, after its first answer, waits
+    ``c / clients`` of that answer's time, which spreads the clients evenly over one
+    request's time (the warm-up must cover about two requests)."""
     t0 = perf_counter()
     window_start = t0 + warmup_s
     window_end = window_start + duration_s
@@ -184,6 +230,8 @@ async def closed_loop(
                     result.errors += 1
                     k = kind(sample)
                     result.error_kinds[k] = result.error_kinds.get(k, 0) + 1
+            if desync and n == 0:
+                await asyncio.sleep(c / clients * (end - sample.sent))
 
     tasks = [asyncio.create_task(client(c)) for c in range(clients)]
     try:

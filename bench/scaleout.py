@@ -22,7 +22,7 @@ import asyncio
 import os
 from typing import Any
 
-from bench.chat import make_pool, turn_request
+from bench.chat import DESYNC_WARMUP_S, make_pool, turn_request
 from bench.context import Amqp, ConvPool, Ctx
 from bench.extraction import glia_burst, start_extractor
 from bench.infra import free_port, stop
@@ -60,11 +60,12 @@ async def chat_window(ctx: Ctx, urls: list[str], pool: ConvPool) -> dict[str, An
     async with ctx.cpu(label):
         result = await closed_loop(
             k.clients,
-            k.warmup_s,
+            max(k.warmup_s, DESYNC_WARMUP_S),
             k.chat_s,
             request,
             ok=lambda s: s.ok and s.deltas == 20,
             kind=lambda s: s.terminal or "unknown",
+            desync=True,
         )
     use = usage(ctx.details["cpu_cores"][label], "glia-chat-api", os.cpu_count() or 1)
     print(
