@@ -87,7 +87,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=None,
         metavar="S",
-        help="instead of the four parts: all three services at half load for S seconds, "
+        help="instead of the four parts: all three services at half of the machine for S seconds, "
         "memory sampled every 10 s, latencies per minute (not in CI)",
     )
     p.add_argument(
@@ -226,7 +226,7 @@ async def bench(args: argparse.Namespace, infra: Infra, procs: Processes, run_di
     ctx.memory_idle(glia_chat.name, relay.name)
     try:
         if args.soak is not None:
-            print(f"[{elapsed()}] soak: the three services at half load for {args.soak:.0f} s")
+            print(f"[{elapsed()}] soak: the three services, half the machine, {args.soak:.0f} s")
             ctx.results["soak"] = await soak.run(ctx, glia_chat.url, args.soak)
         elif args.scale_out:
             print(f"[{elapsed()}] scale-out: chat and extraction, 2 processes next to 1")

@@ -1,5 +1,5 @@
-"""Soak (``--soak S``): the three services at half load together for S seconds. Does a
-process keep growing, do latencies drift?
+"""Soak (``--soak S``): the three services together at half of the machine for S
+seconds. Does a process keep growing, do latencies drift?
 
 The default run loads one service at a time, for seconds; a leak or a slow drift (a
 cache without a bound, a table scanned more as it grows) needs minutes with everything
@@ -7,12 +7,13 @@ running. First the maxima, quickly, with everything started: a short closed loop
 chat turns (the extractor consuming what their outbox publishes) and one of card reads.
 Then, for S seconds, at once:
 
-- chat turns, open loop at half the chat maximum, each on a conversation of its own
-  (histories stay one turn long: a turn's work must not grow with the soak);
+- chat turns, open loop at a quarter of the chat maximum (``SHARE``), each on a
+  conversation of its own (histories stay one turn long: a turn's work must not grow
+  with the soak);
 - extraction: one rule-based run per turn, requested through the outbox as in
   production (its arrivals are the turns');
-- card reads (200), open loop at half the card maximum, of ``clients`` conversations
-  extracted beforehand (8 cards each), as in part 3;
+- card reads (200), open loop at a quarter of the card maximum, of ``clients``
+  conversations extracted beforehand (8 cards each), as in part 3;
 - each service's RSS every 10 s (:class:`bench.memory.Sampler`).
 
 Reported: per process, :func:`bench.memory.growth` after the warm-up (60 s, or 10% of a
@@ -41,6 +42,11 @@ from bench.stats import summary_ms
 SAMPLE_S = 10.0  # RSS sample interval
 MINUTE_S = 60.0  # latency bucket
 WARMUP_S = 60.0  # memory growth counts from here (or 10% of a shorter soak)
+# Half of the machine, not half of each service: the two load streams (turns with their
+# extraction, and reads) share it, so each gets half of what it reached alone, halved
+# again. Half of each alone, at once, is more than two cores do: queues then grow for
+# the whole soak, and so does the memory holding them.
+SHARE = 0.5 / 2
 SERVICES = {
     "chat-api": "glia-chat-api",
     "extractor": "glia-extractor-rules",
@@ -131,7 +137,7 @@ async def run(ctx: Ctx, chat_url: str, duration_s: float) -> dict[str, Any]:
         await glia_burst(ctx, amqp, card_convs)
 
     chat_max, cards_max = await maxima(ctx, chat_url, card_query.url, card_convs)
-    chat_rate, cards_rate = max(1.0, chat_max / 2), max(1.0, cards_max / 2)
+    chat_rate, cards_rate = max(1.0, chat_max * SHARE), max(1.0, cards_max * SHARE)
     pool = await make_pool(ctx, int(chat_rate * duration_s * 1.05) + 100)
     await settle(ctx)
 
