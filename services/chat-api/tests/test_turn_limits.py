@@ -57,6 +57,31 @@ async def test_concurrent_turns_are_limited_across_replicas(
     assert 'glia_rate_limited_total{limit="turns_concurrent"}' in metrics
 
 
+async def test_turns_begun_at_once_on_two_replicas_count_each_other(
+    start_chat: Any, llm: Any, mint: Any, user: str
+) -> None:
+    """The user's lock serializes turn starts: of 8 begun at the same moment, through two
+    replicas, with one reply allowed at a time, exactly one streams."""
+    overrides = {
+        "llm_base_url": llm.base_url,
+        "llm_api_key": "k",
+        "llm_timeout_s": 5.0,
+        "turns_concurrent_per_user": 1,
+    }
+    a, b = await start_chat(**overrides), await start_chat(**overrides)
+    llm.configure(target="chat", mode="slow", chunk_delay_s=0.05)
+    token = mint(user)
+    conversations = [await new_conversation(a, token) for _ in range(8)]
+    streams = await asyncio.gather(
+        *(
+            post_message((a, b)[i % 2], cid, f"at once {i}", token)
+            for i, cid in enumerate(conversations)
+        )
+    )
+    assert sorted(s.status for s in streams) == [200] + [429] * 7
+    assert [s.names()[-1] for s in streams if s.status == 200] == ["done"]
+
+
 async def test_turns_per_minute_are_limited_but_replays_are_not(
     start_chat: Any, mint: Any, user: str
 ) -> None:

@@ -63,15 +63,15 @@ async def system_transaction(
 
 @asynccontextmanager
 async def user_connection(
-    database: Database, user_id: str, *, read_only: bool = False
+    database: Database, user_id: str, *, read_only: bool = False, first: str = ""
 ) -> AsyncIterator[asyncpg.Connection]:
     """One transaction as ``user_id`` on a pooled asyncpg connection - from an engine's
     pool or a plain driver pool - for the hot paths that skip the ORM: commits on
-    success, rolls back on error.
+    success, rolls back on error. ``first``: as for ``begin_as``.
 
     Instead of pinging every connection it takes from the pool, it finds a dead one when
     the transaction begins - before any work - and takes another."""
-    begin = begin_as(user_id, read_only=read_only)
+    begin = begin_as(user_id, read_only=read_only, first=first)
     for attempt in (1, 2):
         async with _checkout(database) as (conn, discard):
             try:
@@ -118,17 +118,23 @@ async def open_transaction(conn: asyncpg.Connection) -> AsyncIterator[None]:
 def begin_as(user_id: str, *, read_only: bool = False, first: str = "") -> str:
     """The transaction's start and its user scope in one round trip (a quarter of a card
     read's): statements in one simple query, so the user id is a literal. ``first``
-    (statements of the caller's, trusted) runs right after BEGIN. Every
-    connection runs with standard_conforming_strings on (``SERVER_SETTINGS``), where
-    doubling the quote is the whole of quoting. NUL, which no literal can hold, is
-    refused here (the API refuses such ids long before: they are 401s)."""
-    if "\x00" in user_id:
-        raise ValueError("a user id cannot contain NUL")
+    (statements of the caller's, trusted, values quoted with ``sql_literal``) runs right
+    after BEGIN. Every connection runs with standard_conforming_strings on
+    (``SERVER_SETTINGS``), where doubling the quote is the whole of quoting. NUL, which no
+    literal can hold, is refused (the API refuses such ids long before: they are 401s)."""
     # A reader sees one snapshot: a page and its freshness agree even when the cards
     # are replaced between its statements.
     mode = " ISOLATION LEVEL REPEATABLE READ READ ONLY" if read_only else ""
-    literal = "'" + user_id.replace("'", "''") + "'"
-    return f"BEGIN{mode}; {first}SELECT set_config('glia.user_id', {literal}, true)"
+    return f"BEGIN{mode}; {first}SELECT set_config('glia.user_id', {sql_literal(user_id)}, true)"
+
+
+def sql_literal(value: str) -> str:
+    """``value`` as a string literal for a simple query (``begin_as``): with
+    standard_conforming_strings on, doubling the quote is the whole of quoting. NUL,
+    which no literal can hold, is refused."""
+    if "\x00" in value:
+        raise ValueError("a string literal cannot contain NUL")
+    return "'" + value.replace("'", "''") + "'"
 
 
 async def _roll_back_or_drop(conn: asyncpg.Connection) -> None:

@@ -15,7 +15,7 @@ import asyncpg
 
 from glia_chat_api.llm import ChatTurnMessage
 from glia_chat_api.turns.signals import TURNS_CHANNEL, signal_payload
-from glia_chat_api.turns.store import RecordedTurn, TurnStore
+from glia_chat_api.turns.store import RecordedTurn, TurnStore, lock_user_turns
 from glia_common.db import Database, user_connection
 
 
@@ -84,8 +84,13 @@ async def begin_turn(
     recorded turn of a repeated request; one transaction either way. A repeat is never
     limited; a new turn is, per user, across every replica."""
     fingerprint = request_hash(conversation_id, content)
+    # A request without a key is a new turn: the user's lock comes with the transaction's
+    # first round trip. A keyed one may be a replay, which is never limited nor waits.
+    new_only = idempotency_key is None
     try:
-        async with user_connection(database, user_id) as conn:
+        async with user_connection(
+            database, user_id, first=lock_user_turns(user_id) if new_only else ""
+        ) as conn:
             store = TurnStore(conn)
             if idempotency_key is not None:
                 earlier = await store.by_idempotency_key(idempotency_key)
@@ -95,7 +100,7 @@ async def begin_turn(
                     if earlier.status == "streaming":
                         raise TurnInProgress
                     return earlier
-            usage = await store.usage(user_id, RATE_WINDOW_S)
+            usage = await store.usage(user_id, RATE_WINDOW_S, locked=new_only)
             if usage.streaming >= limits.concurrent:
                 raise TurnLimitReached(
                     "turns_concurrent",

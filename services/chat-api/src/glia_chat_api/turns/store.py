@@ -12,11 +12,22 @@ from typing import Any
 
 import asyncpg
 
+from glia_common.db import sql_literal
 from glia_common.messaging import EXTRACTION_ROUTING_KEY, ExtractionRequested
 
 # A user's turns begin one at a time (every replica): the usage read after this lock
 # counts every turn begun before it.
 LOCK_USER_TURNS = "SELECT pg_advisory_xact_lock(hashtextextended('glia.turns:' || $1, 0))"
+
+
+def lock_user_turns(user_id: str) -> str:
+    """LOCK_USER_TURNS as statements for ``user_connection(first=...)``: taken in the
+    transaction's first round trip, one round trip fewer before a turn's ``start``. In
+    READ COMMITTED the usage read, a statement of its own after it, still sees every turn
+    committed before the lock was granted."""
+    key = sql_literal("glia.turns:" + user_id)
+    return f"SELECT pg_advisory_xact_lock(hashtextextended({key}, 0)); "
+
 
 # What the per-user limits count: replies streaming now, and turns begun in the window
 # (with when the oldest of those leaves it).
@@ -149,9 +160,11 @@ class TurnStore:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
 
-    async def usage(self, user_id: str, window_s: float) -> TurnUsage:
-        """Locks the user's turn starts until the transaction ends, then counts."""
-        await self.conn.execute(LOCK_USER_TURNS, user_id)
+    async def usage(self, user_id: str, window_s: float, *, locked: bool = False) -> TurnUsage:
+        """Locks the user's turn starts until the transaction ends (unless the
+        transaction began with ``lock_user_turns``: ``locked``), then counts."""
+        if not locked:
+            await self.conn.execute(LOCK_USER_TURNS, user_id)
         row = await self.conn.fetchrow(USAGE, user_id, window_s)
         assert row is not None
         return TurnUsage(
