@@ -14,9 +14,11 @@ from glia_e2e.sse import iter_events, post_message
 pytestmark = pytest.mark.integration
 
 
-async def test_concurrent_turns_are_limited_across_replicas(
-    start_chat: Any, llm: Any, mint: Any, user: str
-) -> None:
+async def replicas_with_one_reply_each(
+    start_chat: Any, llm: Any, *, chunk_delay_s: float
+) -> tuple[Any, Any]:
+    """Two chat API replicas that allow a user one streaming reply at a time, on a model
+    that streams slowly enough for turns to overlap."""
     overrides = {
         "llm_base_url": llm.base_url,
         "llm_api_key": "k",
@@ -24,7 +26,14 @@ async def test_concurrent_turns_are_limited_across_replicas(
         "turns_concurrent_per_user": 1,
     }
     a, b = await start_chat(**overrides), await start_chat(**overrides)
-    llm.configure(target="chat", mode="slow", chunk_delay_s=0.1)
+    llm.configure(target="chat", mode="slow", chunk_delay_s=chunk_delay_s)
+    return a, b
+
+
+async def test_concurrent_turns_are_limited_across_replicas(
+    start_chat: Any, llm: Any, mint: Any, user: str
+) -> None:
+    a, b = await replicas_with_one_reply_each(start_chat, llm, chunk_delay_s=0.1)
     token = mint(user)
     cid = await new_conversation(a, token)
     async with a.stream(
@@ -62,14 +71,7 @@ async def test_turns_begun_at_once_on_two_replicas_count_each_other(
 ) -> None:
     """The user's lock serializes turn starts: of 8 begun at the same moment, through two
     replicas, with one reply allowed at a time, exactly one streams."""
-    overrides = {
-        "llm_base_url": llm.base_url,
-        "llm_api_key": "k",
-        "llm_timeout_s": 5.0,
-        "turns_concurrent_per_user": 1,
-    }
-    a, b = await start_chat(**overrides), await start_chat(**overrides)
-    llm.configure(target="chat", mode="slow", chunk_delay_s=0.05)
+    a, b = await replicas_with_one_reply_each(start_chat, llm, chunk_delay_s=0.05)
     token = mint(user)
     conversations = [await new_conversation(a, token) for _ in range(8)]
     streams = await asyncio.gather(
