@@ -28,7 +28,10 @@ async def measure(url: str) -> dict[str, list[tuple[float, float]]]:
     async def begin(first_round_trip: bool) -> None:
         first = lock_user_turns(USER) if first_round_trip else ""
         async with user_connection(pool, USER, first=first) as conn:
-            await TurnStore(conn).usage(USER, 60.0, locked=first_round_trip)
+            store = TurnStore(conn)
+            if not first_round_trip:
+                await store.lock_turns(USER)
+            await store.usage(USER, 60.0)
 
     rounds: dict[str, list[tuple[float, float]]] = {"own round trip": [], "first round trip": []}
     try:

@@ -85,11 +85,11 @@ async def begin_turn(
     limited; a new turn is, per user, across every replica."""
     fingerprint = request_hash(conversation_id, content)
     # A request without a key is a new turn: the user's lock comes with the transaction's
-    # first round trip. A keyed one may be a replay, which is never limited nor waits.
-    new_only = idempotency_key is None
+    # first round trip. A keyed one may be a replay, which is never limited nor waits:
+    # it takes the lock only once it is known to be new.
     try:
         async with user_connection(
-            database, user_id, first=lock_user_turns(user_id) if new_only else ""
+            database, user_id, first="" if idempotency_key else lock_user_turns(user_id)
         ) as conn:
             store = TurnStore(conn)
             if idempotency_key is not None:
@@ -100,7 +100,8 @@ async def begin_turn(
                     if earlier.status == "streaming":
                         raise TurnInProgress
                     return earlier
-            usage = await store.usage(user_id, RATE_WINDOW_S, locked=new_only)
+                await store.lock_turns(user_id)
+            usage = await store.usage(user_id, RATE_WINDOW_S)
             if usage.streaming >= limits.concurrent:
                 raise TurnLimitReached(
                     "turns_concurrent",

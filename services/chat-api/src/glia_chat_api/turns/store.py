@@ -15,16 +15,13 @@ import asyncpg
 from glia_common.db import sql_literal
 from glia_common.messaging import EXTRACTION_ROUTING_KEY, ExtractionRequested
 
-# A user's turns begin one at a time (every replica): the usage read after this lock
-# counts every turn begun before it.
-LOCK_USER_TURNS = "SELECT pg_advisory_xact_lock(hashtextextended('glia.turns:' || $1, 0))"
-
 
 def lock_user_turns(user_id: str) -> str:
-    """LOCK_USER_TURNS as statements for ``user_connection(first=...)``: taken in the
-    transaction's first round trip, one round trip fewer before a turn's ``start``. In
-    READ COMMITTED the usage read, a statement of its own after it, still sees every turn
-    committed before the lock was granted."""
+    """The statement that makes a user's turns begin one at a time (every replica),
+    until the transaction ends: the usage read after it counts every turn begun before
+    it. As literal SQL, so that it can go with the transaction's first round trip
+    (``user_connection(first=...)``); the usage read, a statement of its own after it,
+    then still sees in READ COMMITTED every turn committed before the lock was granted."""
     key = sql_literal("glia.turns:" + user_id)
     return f"SELECT pg_advisory_xact_lock(hashtextextended({key}, 0)); "
 
@@ -160,11 +157,12 @@ class TurnStore:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
 
-    async def usage(self, user_id: str, window_s: float, *, locked: bool = False) -> TurnUsage:
-        """Locks the user's turn starts until the transaction ends (unless the
-        transaction began with ``lock_user_turns``: ``locked``), then counts."""
-        if not locked:
-            await self.conn.execute(LOCK_USER_TURNS, user_id)
+    async def lock_turns(self, user_id: str) -> None:
+        """``lock_user_turns`` in a round trip of its own."""
+        await self.conn.execute(lock_user_turns(user_id))
+
+    async def usage(self, user_id: str, window_s: float) -> TurnUsage:
+        """The user's turns now; call it holding the user's lock (``lock_user_turns``)."""
         row = await self.conn.fetchrow(USAGE, user_id, window_s)
         assert row is not None
         return TurnUsage(
