@@ -27,6 +27,10 @@ from glia_common.settings import ServiceSettings
 
 _configured: set[str] = set()
 _exporting = False
+# Made once: the SDK provider's get_tracer builds a new tracer (and a warnings filter) per
+# call, 2% of a card read. Made before the provider is set, it is a proxy that finds the
+# provider at its first span.
+_tracer = trace.get_tracer("glia")
 
 
 def _add_trace_ids(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
@@ -168,7 +172,7 @@ def continued_trace(
     a non-recording span: the ids that log lines and records carry, for a few
     microseconds."""
     parent = propagate.extract(carrier) if carrier else otel_context.get_current()
-    span = trace.get_tracer("glia").start_span(name, context=parent, kind=kind)
+    span = _tracer.start_span(name, context=parent, kind=kind)
     token = otel_context.attach(trace.set_span_in_context(span, parent))
     try:
         yield span

@@ -7,7 +7,7 @@ untouched. The id is bound to the log context for the whole request.
 from __future__ import annotations
 
 import re
-import uuid
+import secrets
 from contextvars import ContextVar
 
 import structlog
@@ -31,7 +31,8 @@ def current_request_id() -> str:
 def sanitize_request_id(value: str | None) -> str:
     if value and _SANE.match(value):
         return value
-    return uuid.uuid4().hex
+    # 32 random hex digits, as a UUID's hex, without building a UUID on every request.
+    return secrets.token_hex(16)
 
 
 class RequestIdMiddleware:
