@@ -16,7 +16,7 @@ import aio_pika
 import aiohttp
 import asyncpg
 
-from bench.cpu import CpuMeter
+from bench.cpu import CpuMeter, StealTimeline
 from bench.infra import Infra, Processes, pids
 from bench.load import GeneratorGc
 from bench.memory import Sampler, snapshot
@@ -115,9 +115,10 @@ class Ctx:
         before = meter.snapshot()
         profiled = self.profiler is not None and target is not None
         generator_gc = GeneratorGc()
+        steal = StealTimeline()
         try:
             with generator_gc:
-                async with memory:
+                async with memory, steal:
                     if self.profiler is not None and target is not None:
                         async with self.profiler.record(label, target, sink):
                             yield
@@ -134,6 +135,7 @@ class Ctx:
             pg_after = await self._pg_counters()
             pg = {k: pg_after[k] - pg_before[k] for k in pg_after}
             self._record(label, after[0] - before[0], cores, memory.stats, pg, generator_gc)
+            self._record_steal(label, steal.stats())
 
     def _record(
         self,
@@ -175,6 +177,20 @@ class Ctx:
         cpu[label] = cores
         mem[label] = memory
         counters[label] = pg
+
+    def _record_steal(self, label: str, stats: dict[str, Any]) -> None:
+        """The host's steal in the window ``label`` (``StealTimeline``); rounds of one label
+        add up, and the worst second of any of them is kept."""
+        sink = self.details.setdefault("host_steal", {})
+        old = sink.get(label)
+        if old is not None:
+            worst = old if old["max_per_s_ms"] >= stats["max_per_s_ms"] else stats
+            stats = {
+                "stolen_ms": round(old["stolen_ms"] + stats["stolen_ms"], 1),
+                "max_per_s_ms": worst["max_per_s_ms"],
+                "max_at_s": worst["max_at_s"],
+            }
+        sink[label] = stats
 
     async def _pg_counters(self) -> dict[str, int]:
         """Sessions opened and transactions ended in the bench database (PostgreSQL's

@@ -342,11 +342,18 @@ def main(argv: list[str] | None = None) -> int:
         for label, cores in ctx.details.get("cpu_cores", {}).items()  # the kept attempts
     }
     busiest = max(foreign.items(), key=lambda kv: kv[1], default=("-", 0.0))
+    stolen_label, stolen = max(
+        ctx.details.get("host_steal", {}).items(),
+        key=lambda kv: kv[1]["max_per_s_ms"],
+        default=("-", {"max_per_s_ms": 0.0, "max_at_s": None}),
+    )
     results["run"] = {
         "mode": "quick" if args.quick else "full",
         "kind": "soak" if args.soak is not None else "scale-out" if args.scale_out else "default",
         "background_cores_before": background,
         "max_foreign_cores": {"window": busiest[0], "cores": busiest[1]},
+        # The worst second the hypervisor took CPU time away (details.host_steal).
+        "max_host_steal_per_s_ms": {"window": stolen_label, **stolen},
         "repeated_phases": [
             {k: v for k, v in r.items() if k != "discarded"}
             for r in ctx.details.get("repeated_phases", [])
@@ -373,6 +380,11 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"WARNING: up to {busiest[1]} cores were used by other work during the run "
             f"({busiest[0]}): see details.cpu_cores; repeat on a quiet machine"
+        )
+    if stolen["max_per_s_ms"]:
+        print(
+            f"NOTE: the host stole up to {stolen['max_per_s_ms']} ms of CPU time in one "
+            f"second ({stolen_label}, {stolen['max_at_s']} s in): see details.host_steal"
         )
     if changed:
         print(
