@@ -54,6 +54,11 @@ def _etag(*parts: object) -> str:
     return '"' + hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:32] + '"'
 
 
+def _page_etag(fresh: Freshness, freshness: dict[str, Any], query: CardListQuery) -> str:
+    """A conversation's page's ETag: its card set, its freshness and the page asked for."""
+    return _etag(fresh.run_id, to_json(freshness), query.kind, query.limit, query.cursor)
+
+
 def _matches(request: Request, etag: str) -> bool:
     header = request.headers.get("if-none-match")
     if not header:
@@ -113,21 +118,29 @@ async def list_cards(request: Request) -> Response:
     etag = None
     try:
         async with read_transaction(request.app.state.database, principal.user_id) as reads:
-            if query.conversation_id is not None:
+            if query.conversation_id is not None and "if-none-match" in request.headers:
                 fresh = await reads.freshness(query.conversation_id)
                 if fresh is None:
                     raise not_found("conversation")
                 freshness = _freshness_fields(fresh)
                 # The card set and its freshness fully determine the page: answer 304
                 # without reading a single card.
-                etag = _etag(
-                    fresh.run_id, to_json(freshness), query.kind, query.limit, query.cursor
-                )
+                etag = _page_etag(fresh, freshness, query)
                 if _matches(request, etag):
                     return Response(status_code=304, headers={"ETag": etag})
                 page = await reads.page_for_conversation(
                     query.conversation_id, fresh.run_id, query.kind, query.limit, query.cursor
                 )
+            elif query.conversation_id is not None:
+                # Nothing to match: the freshness and the page in one round trip.
+                found = await reads.freshness_and_page(
+                    query.conversation_id, query.kind, query.limit, query.cursor
+                )
+                if found is None:
+                    raise not_found("conversation")
+                fresh, page = found
+                freshness = _freshness_fields(fresh)
+                etag = _page_etag(fresh, freshness, query)
             else:
                 page = await reads.page_for_user(query.kind, query.limit, query.cursor)
     except InvalidCursor as exc:

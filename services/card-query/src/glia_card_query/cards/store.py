@@ -56,6 +56,35 @@ SELECT c.message_count, c.complete_message_count, s.source_hash, s.source_messag
  WHERE c.id = $1
 """
 
+# The freshness and the first rows of the page in one round trip, for a read that will
+# not be answered 304: one row per card (the freshness repeated), a single row with no
+# card (id NULL) when there is none, no row when the conversation is not visible.
+FRESHNESS_AND_PAGE = """
+SELECT f.message_count, f.complete_message_count, f.source_hash, f.source_message_count,
+       f.derived_at, f.run_id AS state_run_id,
+       p.id, p.conversation_id, p.kind, p.title, p.body, p.source_message_ids, p.origin,
+       p.created_at, p.position, p.run_id
+  FROM (
+    SELECT c.message_count, c.complete_message_count, s.source_hash, s.source_message_count,
+           s.derived_at, s.run_id
+      FROM conversations c LEFT JOIN extraction_state s ON s.conversation_id = c.id
+     WHERE c.id = $1
+  ) f
+  LEFT JOIN LATERAL (
+    SELECT id, conversation_id, kind, title, body, source_message_ids, origin, created_at,
+           position, run_id
+      FROM cards
+     WHERE conversation_id = $1 AND position > $2 AND ($3::text IS NULL OR kind = $3)
+     ORDER BY position LIMIT $4
+  ) p ON true
+ ORDER BY p.position
+"""
+# FRESHNESS_AND_PAGE's card columns, in order.
+_CARD_COLUMNS = (
+    "id", "conversation_id", "kind", "title", "body", "source_message_ids", "origin",
+    "created_at", "position", "run_id",
+)  # fmt: skip
+
 
 class StaleCursor(Exception):
     """The conversation's card set was replaced since the cursor was issued."""
@@ -81,19 +110,24 @@ class CardReads:
         self.conn = conn
 
     async def freshness(self, conversation_id: uuid.UUID) -> Freshness | None:
-        """None when the conversation is not visible; else its extraction freshness.
-
-        Complete messages are never removed, so the set only grows and its size names it:
-        the cards are current when they were derived from that many complete messages."""
+        """None when the conversation is not visible; else its extraction freshness."""
         row = await self.conn.fetchrow(FRESHNESS, conversation_id)
-        if row is None:
+        return None if row is None else _freshness(*row)
+
+    async def freshness_and_page(
+        self, conversation_id: uuid.UUID, kind: str | None, limit: int, cursor: str | None
+    ) -> tuple[Freshness, Page[dict[str, Any]]] | None:
+        """``freshness`` and ``page_for_conversation`` in one round trip; None when the
+        conversation is not visible."""
+        after, run = _conversation_cursor(cursor)
+        rows = await self.conn.fetch(FRESHNESS_AND_PAGE, conversation_id, after, kind, limit + 1)
+        if not rows:
             return None
-        messages, complete, source_hash, derived_count, derived_at, run_id = row
-        if messages == 0:
-            return Freshness("none", None, None, run_id)
-        if source_hash is None or derived_count < complete:
-            return Freshness("pending", source_hash, derived_at, run_id)
-        return Freshness("current", source_hash, derived_at, run_id)
+        fresh = _freshness(*rows[0][:6])
+        if run is not None and run != fresh.run_id:
+            raise StaleCursor
+        cards = [dict(zip(_CARD_COLUMNS, r[6:], strict=True)) for r in rows if r["id"] is not None]
+        return fresh, _conversation_page(cards, limit)
 
     async def get(self, card_id: uuid.UUID) -> dict[str, Any] | None:
         row = await self.conn.fetchrow(GET_CARD, card_id)
@@ -108,16 +142,11 @@ class CardReads:
         cursor: str | None,
     ) -> Page[dict[str, Any]]:
         """Cards of the set ``run_id`` (the current one) in position order."""
-        after = -1
-        if cursor:
-            key = decode_cursor(cursor, {"r": uuid_field, "p": int_field(INT4_MAX)})
-            if key["r"] != run_id:
-                raise StaleCursor
-            after = key["p"]
+        after, run = _conversation_cursor(cursor)
+        if run is not None and run != run_id:
+            raise StaleCursor
         rows = await self.conn.fetch(CONVERSATION_PAGE, conversation_id, after, kind, limit + 1)
-        return keyset_page(
-            [dict(r) for r in rows], limit, lambda c: {"r": str(c["run_id"]), "p": c["position"]}
-        )
+        return _conversation_page([dict(r) for r in rows], limit)
 
     async def page_for_user(
         self, kind: str | None, limit: int, cursor: str | None
@@ -141,3 +170,33 @@ class CardReads:
                 "p": c["position"],
             },
         )
+
+
+def _freshness(
+    messages: int,
+    complete: int,
+    source_hash: str | None,
+    derived_count: int | None,
+    derived_at: datetime | None,
+    run_id: uuid.UUID | None,
+) -> Freshness:
+    """A conversation's extraction freshness from its FRESHNESS row. Complete messages
+    are never removed, so the set only grows and its size names it: the cards are current
+    when they were derived from that many complete messages."""
+    if messages == 0:
+        return Freshness("none", None, None, run_id)
+    if source_hash is None or derived_count is None or derived_count < complete:
+        return Freshness("pending", source_hash, derived_at, run_id)
+    return Freshness("current", source_hash, derived_at, run_id)
+
+
+def _conversation_cursor(cursor: str | None) -> tuple[int, uuid.UUID | None]:
+    """(the position the page starts after, the card set the cursor was issued for)."""
+    if not cursor:
+        return -1, None
+    key = decode_cursor(cursor, {"r": uuid_field, "p": int_field(INT4_MAX)})
+    return key["p"], key["r"]
+
+
+def _conversation_page(cards: list[dict[str, Any]], limit: int) -> Page[dict[str, Any]]:
+    return keyset_page(cards, limit, lambda c: {"r": str(c["run_id"]), "p": c["position"]})
