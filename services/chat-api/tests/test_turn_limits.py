@@ -102,3 +102,26 @@ async def test_turns_per_minute_are_limited_but_replays_are_not(
     assert again.status == 200 and again.text() == first.text()
     detail = (await chat.get(f"/v1/conversations/{cid}", headers=bearer(token))).json()
     assert len(detail["messages"]) == 4
+
+
+async def test_the_usage_count_reads_one_users_entries_by_index(admin_db: Any) -> None:
+    """The count before every turn must not grow with all users' replies or with the
+    user's whole history: each reply enters the index of streaming replies (and stays
+    there until vacuum), and a user's turns only accumulate. Both its conditions are
+    index conditions: the user for the streaming replies, the user and the window for
+    the turns."""
+    from glia_chat_api.turns.store import USAGE
+
+    query = USAGE.replace("$1", "'someone'").replace("$2", "60")
+    async with admin_db.transaction():
+        # The tables are small here: make the planner show the index it would use.
+        await admin_db.execute("SET LOCAL enable_seqscan = off")
+        plan = [row[0] for row in await admin_db.fetch("EXPLAIN (COSTS OFF) " + query)]
+
+    def conditions_of(index: str) -> str:
+        at = next(i for i, line in enumerate(plan) if f" {index} " in line)
+        return plan[at + 1] if "Index Cond" in plan[at + 1] else ""
+
+    assert "user_id = 'someone'" in conditions_of("ix_messages_streaming"), plan
+    turns = conditions_of("ix_turns_user_created")
+    assert "user_id = 'someone'" in turns and "created_at >" in turns, plan

@@ -78,8 +78,13 @@ class Message(Base):
             "status IN ('complete', 'streaming', 'failed', 'incomplete')", name="status"
         ),
         Index("ix_messages_conversation_seq", "conversation_id", "seq"),
+        # A user's replies still streaming (the per-user limit counts them before every
+        # turn), and the stale ones across users (the sweeper scans the whole, small,
+        # index). Keyed by user: every reply enters it streaming, so until vacuum it also
+        # holds every finished one, and a count by time alone visits them all.
         Index(
             "ix_messages_streaming",
+            "user_id",
             "updated_at",
             postgresql_where=text("status = 'streaming'"),
         ),

@@ -28,13 +28,15 @@ def lock_user_turns(user_id: str) -> str:
 
 # What the per-user limits count: replies streaming now, and turns begun in the window
 # (with when the oldest of those leaves it).
+# The window starts from statement_timestamp(), not clock_timestamp(): a volatile bound is
+# no index condition, and the user's every turn ever would be read to count the minute's.
 USAGE = """
 SELECT (SELECT count(*) FROM messages WHERE user_id = $1 AND status = 'streaming') AS streaming,
        count(*) AS recent,
-       extract(epoch FROM min(created_at) + make_interval(secs => $2) - clock_timestamp())
+       extract(epoch FROM min(created_at) + make_interval(secs => $2) - statement_timestamp())
            AS window_frees_in_s
   FROM turns
- WHERE user_id = $1 AND created_at > clock_timestamp() - make_interval(secs => $2)
+ WHERE user_id = $1 AND created_at > statement_timestamp() - make_interval(secs => $2)
 """
 
 # The start of a turn in one statement, if the conversation is visible: its update time,
