@@ -15,13 +15,13 @@ the host took the CPUs away is the host's, not the measured process's.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from bench.sampling import PeriodicSampler
 
 TICK = os.sysconf("SC_CLK_TCK")
 STOLEN = "stolen by the host"
@@ -117,36 +117,18 @@ def background_cores(seconds: float = 2.0) -> float:
     return round((b1 - b0) / max(t1 - t0, 1) * (os.cpu_count() or 1), 2)
 
 
-class StealTimeline:
+class StealTimeline(PeriodicSampler):
     """The host's steal time, sampled every ``interval_s`` while the block runs: in all,
     and the most it stole in any one second (summed over the CPUs, so up to 1,000 ms per
     CPU), with when that second began (seconds into the block). The kernel counts steal
     in ticks (10 ms): shorter thefts show only as they add up."""
 
     def __init__(self, interval_s: float = 0.1) -> None:
-        self.interval_s = interval_s
+        super().__init__(interval_s)
         self.samples: list[tuple[float, int]] = []
-        self._task: asyncio.Task[None] | None = None
 
     def sample(self) -> None:
         self.samples.append((time.perf_counter(), _machine_busy()[2]))
-
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval_s)
-            self.sample()
-
-    async def __aenter__(self) -> StealTimeline:
-        self.sample()
-        self._task = asyncio.create_task(self._loop())
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        self.sample()
 
     def stats(self) -> dict[str, Any]:
         """``{"stolen_ms", "max_per_s_ms", "max_at_s"}`` (ms of CPU time)."""

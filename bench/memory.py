@@ -13,13 +13,12 @@ window's maximum is kept) and, in the soak, every 10 s for the whole soak, where
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
+from bench.sampling import PeriodicSampler
 from bench.stats import figure
 
 GROWTH_PCT = 10.0  # growth after warm-up above which (with a positive slope) memory "grew"
@@ -57,7 +56,7 @@ def snapshot(pids: dict[str, int]) -> dict[str, dict[str, float]]:
     return out
 
 
-class Sampler:
+class Sampler(PeriodicSampler):
     """Samples the memory of ``pids()`` every ``interval_s`` while the block runs, and
     once more on leaving it. Keeps, per process, the maximum and last RSS, the last
     high-water mark and (``keep_series``) every ``(seconds since start, RSS)``."""
@@ -65,13 +64,12 @@ class Sampler:
     def __init__(
         self, pids: Callable[[], dict[str, int]], interval_s: float, keep_series: bool = False
     ) -> None:
+        super().__init__(interval_s)
         self._pids = pids
-        self.interval_s = interval_s
         self.keep_series = keep_series
         self.started = 0.0
         self.stats: dict[str, dict[str, float]] = {}
         self.series: dict[str, list[tuple[float, float]]] = {}
-        self._task: asyncio.Task[None] | None = None
 
     def sample(self) -> None:
         t = round(time.perf_counter() - self.started, 1)
@@ -84,23 +82,9 @@ class Sampler:
             if self.keep_series:
                 self.series.setdefault(name, []).append((t, mem["rss_mb"]))
 
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval_s)
-            self.sample()
-
-    async def __aenter__(self) -> Sampler:
+    async def __aenter__(self) -> Self:
         self.started = time.perf_counter()
-        self.sample()
-        self._task = asyncio.create_task(self._loop())
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        self.sample()
+        return await super().__aenter__()
 
 
 # --------------------------------------------------------------------------- default run
