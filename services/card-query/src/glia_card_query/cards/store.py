@@ -57,33 +57,14 @@ SELECT c.message_count, c.complete_message_count, s.source_hash, s.source_messag
 """
 
 # The freshness and the first rows of the page in one round trip, for a read that will
-# not be answered 304: one row per card (the freshness repeated), a single row with no
-# card (id NULL) when there is none, no row when the conversation is not visible.
-FRESHNESS_AND_PAGE = """
-SELECT f.message_count, f.complete_message_count, f.source_hash, f.source_message_count,
-       f.derived_at, f.run_id AS state_run_id,
-       p.id, p.conversation_id, p.kind, p.title, p.body, p.source_message_ids, p.origin,
-       p.created_at, p.position, p.run_id
-  FROM (
-    SELECT c.message_count, c.complete_message_count, s.source_hash, s.source_message_count,
-           s.derived_at, s.run_id
-      FROM conversations c LEFT JOIN extraction_state s ON s.conversation_id = c.id
-     WHERE c.id = $1
-  ) f
-  LEFT JOIN LATERAL (
-    SELECT id, conversation_id, kind, title, body, source_message_ids, origin, created_at,
-           position, run_id
-      FROM cards
-     WHERE conversation_id = $1 AND position > $2 AND ($3::text IS NULL OR kind = $3)
-     ORDER BY position LIMIT $4
-  ) p ON true
+# not be answered 304: one row per card (FRESHNESS's columns, then CONVERSATION_PAGE's),
+# a single row with no card (id NULL) when there is none, no row when the conversation is
+# not visible. Both take the conversation as $1; composed of the two constants above.
+FRESHNESS_AND_PAGE = f"""
+SELECT f.*, p.* FROM ({FRESHNESS}) f LEFT JOIN LATERAL ({CONVERSATION_PAGE}) p ON true
  ORDER BY p.position
-"""
-# FRESHNESS_AND_PAGE's card columns, in order.
-_CARD_COLUMNS = (
-    "id", "conversation_id", "kind", "title", "body", "source_message_ids", "origin",
-    "created_at", "position", "run_id",
-)  # fmt: skip
+"""  # noqa: S608
+_FRESHNESS_COLUMNS = 6
 
 
 class StaleCursor(Exception):
@@ -123,10 +104,15 @@ class CardReads:
         rows = await self.conn.fetch(FRESHNESS_AND_PAGE, conversation_id, after, kind, limit + 1)
         if not rows:
             return None
-        fresh = _freshness(*rows[0][:6])
+        fresh = _freshness(*rows[0][:_FRESHNESS_COLUMNS])
         if run is not None and run != fresh.run_id:
             raise StaleCursor
-        cards = [dict(zip(_CARD_COLUMNS, r[6:], strict=True)) for r in rows if r["id"] is not None]
+        columns = list(rows[0].keys())[_FRESHNESS_COLUMNS:]
+        cards = [
+            dict(zip(columns, r[_FRESHNESS_COLUMNS:], strict=True))
+            for r in rows
+            if r["id"] is not None
+        ]
         return fresh, _conversation_page(cards, limit)
 
     async def get(self, card_id: uuid.UUID) -> dict[str, Any] | None:
