@@ -19,6 +19,7 @@ from typing import Any
 from bench.context import Ctx
 from bench.infra import free_port, service_env, stop
 from bench.load import ClosedResult, GetSample, closed_loop, get, open_loop
+from bench.moments import MOMENTS, explain, log_size, server_durations
 from bench.seed import Conv
 from bench.stats import figure, slowest, summary_ms
 from glia_e2e.processes import Process
@@ -109,11 +110,22 @@ async def measure(
     # has sat idle through the other windows, and the target is about steady load.
     warm = await open_loop(rate, min(k.warmup_s, 1.0), arrival)
     warm_max_ms = max((s.end - t for t, s in warm.samples), default=0.0) * 1000
-    async with ctx.cpu(f"cards open {name} {mode}", profile=PROCESS[name]):
+    server = ctx.procs.started[PROCESS[name]]
+    timeline = ctx.moments(server.name)
+    offset = log_size(server.log_path)
+    async with ctx.cpu(f"cards open {name} {mode}", profile=PROCESS[name]), timeline:
         opened = await open_loop(rate, k.cards_s, arrival)
     ok = [(t, s) for t, s in opened.samples if s.status == want]
     lat = summary_ms([s.end - t for t, s in ok])
     t0 = min((t for t, _ in ok), default=0.0)
+    worst = sorted(ok, key=lambda p: p[1].end - p[0], reverse=True)[:MOMENTS]
+    moments = explain(
+        timeline,
+        t0,
+        [(t, s.end, s.end - t, s.request_id) for t, s in worst],
+        [s.end for _, s in ok],
+        server_durations(server.log_path, offset),
+    )
     print(f"    {name:<6} {mode} open loop {rate:7.1f}/s: p50 {lat['p50']} ms p99 {lat['p99']} ms")
     return {
         "rate": round(rate, 1),
@@ -122,6 +134,8 @@ async def measure(
         "dropped": opened.dropped,
         "latency_ms": lat,
         "slowest": slowest([(t - t0, s.end - t) for t, s in ok]),
+        # Where the slowest reads' time went (bench/moments.py).
+        "moments": moments,
         "send_lag_ms": opened.send_lag_ms,
         "warmup_max_ms": round(warm_max_ms, 1),  # the first requests after sitting idle
     }

@@ -28,6 +28,7 @@ from bench.load import (
     periodic,
     sse_turn,
 )
+from bench.moments import MOMENTS, explain
 from bench.seed import insert_conversations, spread, users
 from bench.stats import figure, percentile, slowest, summary_ms
 
@@ -117,8 +118,10 @@ async def opened(ctx: Ctx, name: str, base_url: str, pool: ConvPool, rate: float
         return await fake_ttft(ctx.session, probe_url, PROBE_BODY)
 
     probe_task = asyncio.create_task(periodic(PROBE_INTERVAL_S, lambda: done, probe))
+    server = {"glia": "glia-chat-api"}.get(name, name)
+    timeline = ctx.moments(server)
     try:
-        async with ctx.cpu(f"chat open {name}", profile={"glia": "glia-chat-api"}.get(name, name)):
+        async with ctx.cpu(f"chat open {name}", profile=server), timeline:
             result = await open_loop(rate, k.chat_s, turn_request(ctx, base_url, pool))
     finally:
         done = True
@@ -130,6 +133,7 @@ async def opened(ctx: Ctx, name: str, base_url: str, pool: ConvPool, rate: float
     to_first = [s.first_delta - s.start for _, s in ok]
     turn = [s.end - t for t, s in ok]
     t0 = min((t for t, _ in ok), default=0.0)
+    slowest_starts = sorted(ok, key=lambda p: p[1].start - p[0], reverse=True)[:MOMENTS]
     fake_p50 = percentile(ttfts, 50)
     gap_p50 = percentile(to_first, 50)
     added = None if fake_p50 is None or gap_p50 is None else (gap_p50 - fake_p50) * 1000
@@ -145,6 +149,13 @@ async def opened(ctx: Ctx, name: str, base_url: str, pool: ConvPool, rate: float
         "first_token_added_p50_ms": None if added is None else round(added, 3),
         "turn_ms": summary_ms(turn),
         "slowest_start": slowest([(t - t0, s.start - t) for t, s in ok]),
+        # Where the slowest starts' time went (bench/moments.py); per request = per turn.
+        "moments": explain(
+            timeline,
+            t0,
+            [(t, s.start, s.start - t, "") for t, s in slowest_starts],
+            [s.end for _, s in ok],
+        ),
         "send_lag_ms": result.send_lag_ms,
     }
     print(

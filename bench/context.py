@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -16,10 +17,11 @@ import aio_pika
 import aiohttp
 import asyncpg
 
-from bench.cpu import CpuMeter, StealTimeline
+from bench.cpu import CpuMeter, StealTimeline, scan_processes
 from bench.infra import Infra, Processes, pids
 from bench.load import GeneratorGc
 from bench.memory import Sampler, snapshot
+from bench.moments import MomentTimeline
 from bench.profile import Profiler
 from bench.seed import Conv
 from glia_common.auth import mint_token
@@ -101,6 +103,17 @@ class Ctx:
     @property
     def fake_base(self) -> str:
         return f"{self.fake.url}/v1"
+
+    def moments(self, server: str) -> MomentTimeline:
+        """A timeline (bench/moments.py) of process ``server``'s event loop, the bench
+        database's PostgreSQL backends and this generator, for a half-load window."""
+        return MomentTimeline(
+            {
+                server: [pids(self.procs)[server]],
+                "PostgreSQL": scan_processes(self.infra.database)[0],
+                "generator": [os.getpid()],
+            }
+        )
 
     @contextlib.asynccontextmanager
     async def cpu(self, label: str, profile: str | None = None) -> AsyncIterator[None]:

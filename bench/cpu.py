@@ -36,7 +36,7 @@ def _proc_ticks(pid: int) -> int | None:
     return int(fields[11]) + int(fields[12])  # utime + stime
 
 
-def _scan(database: str) -> tuple[list[int], list[int]]:
+def scan_processes(database: str) -> tuple[list[int], list[int]]:
     """(PostgreSQL backends of the bench's database, RabbitMQ processes)."""
     pg: list[int] = []
     mq: list[int] = []
@@ -56,7 +56,7 @@ def _scan(database: str) -> tuple[list[int], list[int]]:
     return pg, mq
 
 
-def _machine_busy() -> tuple[int, int, int]:
+def machine_busy() -> tuple[int, int, int]:
     """(busy ticks, total ticks, stolen ticks) of all CPUs. Busy includes stolen: time a
     virtual CPU wanted to run while the hypervisor ran something else."""
     with open("/proc/stat") as f:
@@ -79,10 +79,10 @@ class CpuMeter:
             t = _proc_ticks(pid)
             if t is not None:
                 ticks[name] = t
-        pg, mq = _scan(self._database)
+        pg, mq = scan_processes(self._database)
         for label, group in (("postgresql (bench db)", pg), ("rabbitmq", mq)):
             ticks[label] = sum(t for t in (_proc_ticks(p) for p in group) if t is not None)
-        return time.perf_counter(), ticks, _machine_busy()
+        return time.perf_counter(), ticks, machine_busy()
 
     @staticmethod
     def cores(
@@ -111,9 +111,9 @@ class CpuMeter:
 
 def background_cores(seconds: float = 2.0) -> float:
     """Cores busy on the whole machine over ``seconds`` (before the bench starts anything)."""
-    b0, t0, _ = _machine_busy()
+    b0, t0, _ = machine_busy()
     time.sleep(seconds)
-    b1, t1, _ = _machine_busy()
+    b1, t1, _ = machine_busy()
     return round((b1 - b0) / max(t1 - t0, 1) * (os.cpu_count() or 1), 2)
 
 
@@ -128,7 +128,7 @@ class StealTimeline(PeriodicSampler):
         self.samples: list[tuple[float, int]] = []
 
     def sample(self) -> None:
-        self.samples.append((time.perf_counter(), _machine_busy()[2]))
+        self.samples.append((time.perf_counter(), machine_busy()[2]))
 
     def stats(self) -> dict[str, Any]:
         """``{"stolen_ms", "max_per_s_ms", "max_at_s"}`` (ms of CPU time)."""

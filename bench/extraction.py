@@ -23,6 +23,7 @@ from typing import Any
 
 from bench.context import Amqp, Ctx
 from bench.infra import free_port, service_env, stop
+from bench.moments import MOMENTS, MomentTimeline, explain
 from bench.seed import (
     Conv,
     count_current,
@@ -87,7 +88,9 @@ async def glia_burst(
     }
 
 
-async def glia_steady(ctx: Ctx, amqp: Amqp, convs: list[Conv], rate: float) -> dict[str, Any]:
+async def glia_steady(
+    ctx: Ctx, amqp: Amqp, convs: list[Conv], rate: float, timeline: MomentTimeline
+) -> dict[str, Any]:
     offered: dict[Any, float] = {}
     tasks: set[asyncio.Task[None]] = set()
     failures = 0
@@ -115,8 +118,18 @@ async def glia_steady(ctx: Ctx, amqp: Amqp, convs: list[Conv], rate: float) -> d
     n = await wait_current(ctx, convs, _timeout(len(convs)))
     done = await current_at(ctx.admin, list(offered))
     lag = [done[c] - t for c, t in offered.items() if c in done]
+    # The timeline counts in perf_counter() time, PostgreSQL's clock in wall time.
+    to_perf = timeline.wall_offset
+    worst = sorted(done, key=lambda c: done[c] - offered[c], reverse=True)[:MOMENTS]
     return {
         "slowest": slowest([(offered[c] - wall0, done[c] - offered[c]) for c in done]),
+        # Where the slowest runs' time went (bench/moments.py); per request = per run.
+        "moments": explain(
+            timeline,
+            wall0 - to_perf,
+            [(offered[c] - to_perf, done[c] - to_perf, done[c] - offered[c], "") for c in worst],
+            [t - to_perf for t in done.values()],
+        ),
         "rate": round(rate, 2),
         "n": len(convs),
         "current": n,
@@ -282,11 +295,13 @@ async def run(ctx: Ctx) -> dict[str, Any]:
     count = max(10, int(rate * k.extraction_steady_s))
     steady_glia, steady_base = spread(count, user_ids), spread(count, user_ids)
     await insert_finished_conversations(ctx.app_pool, steady_glia + steady_base)
+    timeline = ctx.moments("glia-extractor-rules")
     async with (
         Amqp(ctx.infra.amqp_url) as amqp,
         ctx.cpu("extraction steady glia", profile="glia-extractor-rules"),
+        timeline,
     ):
-        g_steady = await glia_steady(ctx, amqp, steady_glia, rate)
+        g_steady = await glia_steady(ctx, amqp, steady_glia, rate, timeline)
     print(
         f"    glia   steady {rate:.1f}/s: lag p50 {g_steady['lag_ms']['p50']} ms "
         f"p99 {g_steady['lag_ms']['p99']} ms"

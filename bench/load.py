@@ -130,6 +130,7 @@ class GetSample:
     sent: float
     end: float = 0.0
     status: int = 0
+    request_id: str = ""  # the server's X-Request-ID, to find the request in its log
 
 
 async def get(session: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> GetSample:
@@ -138,6 +139,7 @@ async def get(session: aiohttp.ClientSession, url: str, headers: dict[str, str])
         async with session.get(url, headers=headers) as resp:
             await resp.read()
             sample.status = resp.status
+            sample.request_id = resp.headers.get("X-Request-ID", "")
     except (aiohttp.ClientError, TimeoutError):
         sample.status = -1
     sample.end = perf_counter()
