@@ -148,32 +148,32 @@ def card_query(ctx: Ctx) -> Process:
     return ctx.procs.make(PROCESS["glia"], ["glia-card-query"], env, port)
 
 
+def baseline(ctx: Ctx, name: str, module: str) -> Process:
+    """A bare baseline (``bench/baselines/<module>.py``) on a free port (not started)."""
+    port = free_port()
+    return ctx.procs.make(
+        PROCESS[name],
+        [
+            "uvicorn",
+            f"bench.baselines.{module}:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        service_env(ctx.infra, ctx.jwt_secret),
+        port,
+    )
+
+
 async def run(ctx: Ctx) -> dict[str, Any]:
     k = ctx.knobs
     convs = ctx.extracted[: k.clients]
-    env = service_env(ctx.infra, ctx.jwt_secret)
     glia = card_query(ctx)
-    baselines = []
-    for name, module in (("route", "cards_route"), ("fastapi", "cards_fastapi")):
-        port = free_port()
-        baselines.append(
-            ctx.procs.make(
-                PROCESS[name],
-                [
-                    "uvicorn",
-                    f"bench.baselines.{module}:app",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--no-access-log",
-                    "--log-level",
-                    "warning",
-                ],
-                env,
-                port,
-            )
-        )
+    baselines = [baseline(ctx, "route", "cards_route"), baseline(ctx, "fastapi", "cards_fastapi")]
     route, fastapi = baselines
     await asyncio.to_thread(ctx.procs.start, glia, route, fastapi)
     ctx.memory_idle(glia.name, route.name, fastapi.name)
@@ -233,3 +233,53 @@ async def run(ctx: Ctx) -> dict[str, Any]:
             opened["glia_304"]["rate"], opened["route_304"]["rate"], "req/s"
         ),
     }
+
+
+TAIL_LOADS = (0.5, 0.25)  # of Glia's closed-loop maximum
+TAIL_TARGET_MS = 20.0
+
+
+async def tails(ctx: Ctx, rounds: int) -> dict[str, Any]:
+    """``--tails``: the full-read p99 against the load. Glia and the bare route take
+    turns in open windows at each of ``TAIL_LOADS`` of Glia's closed-loop maximum, the
+    same rate for both, ``rounds`` times; each window's slowest reads explained
+    (bench/moments.py). A stall of Glia's own shows as Glia's tail alone; a machine
+    that runs out of room shows in both, and less at the lower load."""
+    k = ctx.knobs
+    convs = ctx.extracted[: k.clients]
+    glia, route = card_query(ctx), baseline(ctx, "route", "cards_route")
+    await asyncio.to_thread(ctx.procs.start, glia, route)
+    bases = {"glia": glia.url, "route": route.url}
+    maximum = (await closed_round(ctx, "glia", glia.url, convs, None, 0)).rate
+    print(f"    glia   200 closed loop: {maximum:8.1f} req/s")
+    windows = []
+    for r in range(rounds):
+        for load in TAIL_LOADS:
+            for name in ("glia", "route") if r % 2 == 0 else ("route", "glia"):
+                got = await measure(ctx, name, bases[name], convs, None, maximum * load)
+                windows.append({"round": r, "load": load, "server": name, **got})
+    for p in (glia, route):
+        await asyncio.to_thread(stop, p)
+    summary: dict[str, Any] = {}
+    for load in TAIL_LOADS:
+        for name in bases:
+            p99 = [
+                w["latency_ms"]["p99"] for w in windows if (w["server"], w["load"]) == (name, load)
+            ]
+            summary[f"{name} at {load} of the maximum"] = {
+                "p99_ms": p99,
+                f"windows_under_{TAIL_TARGET_MS:.0f}_ms": sum(v < TAIL_TARGET_MS for v in p99),
+                "windows": len(p99),
+            }
+    return {"glia_max_rps": round(maximum, 1), "summary": summary, "windows": windows}
+
+
+def tails_table(result: dict[str, Any]) -> str:
+    lines = [f"card reads, full, p99 by window (Glia's maximum {result['glia_max_rps']} req/s):"]
+    for label, s in result["summary"].items():
+        under = s[f"windows_under_{TAIL_TARGET_MS:.0f}_ms"]
+        lines.append(
+            f"  {label:<28} {under} of {s['windows']} under {TAIL_TARGET_MS:.0f} ms: "
+            + ", ".join(f"{v:.1f}" for v in s["p99_ms"])
+        )
+    return "\n".join(lines)

@@ -95,6 +95,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="instead of the four parts: chat and extraction with 2 processes next to 1",
     )
+    p.add_argument(
+        "--tails",
+        type=int,
+        default=None,
+        metavar="N",
+        help="instead of the four parts: the card-read p99 at 1/2 and 1/4 of Glia's maximum, "
+        "Glia and the bare route in turns, N rounds (after the extraction part)",
+    )
     p.add_argument("--admin-url", default=os.environ.get("BENCH_ADMIN_URL", DEFAULT_ADMIN_URL))
     p.add_argument("--amqp-url", default=os.environ.get("BENCH_AMQP_URL", DEFAULT_AMQP_URL))
     args = p.parse_args(argv)
@@ -106,8 +114,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("cards reads the conversations extracted by the extraction phase")
     if not 1 <= args.clients <= 1024:
         p.error("--clients must be 1..1024")
-    if args.soak is not None and args.scale_out:
-        p.error("--soak and --scale-out are separate runs")
+    if sum((args.soak is not None, args.scale_out, args.tails is not None)) > 1:
+        p.error("--soak, --scale-out and --tails are separate runs")
+    if args.tails is not None and not 1 <= args.tails <= 20:
+        p.error("--tails must be 1..20")
     if args.soak is not None and not 30 <= args.soak <= 24 * 3600:
         p.error("--soak must be 30..86400 seconds")
     if args.scale_out and args.quick and args.conversations is None:
@@ -176,7 +186,7 @@ async def bench(args: argparse.Namespace, infra: Infra, procs: Processes, run_di
     knobs = Knobs.make(args.quick, args.clients, args.conversations, args.loop_concurrency)
     jwt_secret = secrets.token_urlsafe(32)
 
-    default_run = args.soak is None and not args.scale_out
+    default_run = args.soak is None and not args.scale_out and args.tails is None
     fake_port, chat_port, relay_port = free_port(), free_port(), free_port()
     fake = procs.make(
         "fake-llm",
@@ -233,6 +243,10 @@ async def bench(args: argparse.Namespace, infra: Infra, procs: Processes, run_di
             ctx.results["scale_out"] = await phase(
                 ctx, "scale-out", lambda: scaleout.run(ctx, glia_chat), args.retries
             )
+        elif args.tails is not None:
+            print(f"[{elapsed()}] extraction (the conversations to read), then card-read tails")
+            ctx.results["extraction"] = await extraction.run(ctx)
+            ctx.results["tails"] = await cards.tails(ctx, args.tails)
         else:
             await parts(args, ctx, glia_chat, relay)
     finally:
@@ -326,7 +340,16 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.perf_counter() - began
     results: dict[str, Any] = {
         k: ctx.results[k]
-        for k in ("chat", "extraction", "cards", "decoupling", "memory", "scale_out", "soak")
+        for k in (
+            "chat",
+            "extraction",
+            "cards",
+            "decoupling",
+            "memory",
+            "scale_out",
+            "soak",
+            "tails",
+        )
         if k in ctx.results
     }
     results["machine"] = ctx.results["machine"]
@@ -349,7 +372,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     results["run"] = {
         "mode": "quick" if args.quick else "full",
-        "kind": "soak" if args.soak is not None else "scale-out" if args.scale_out else "default",
+        "kind": (
+            "soak"
+            if args.soak is not None
+            else "scale-out"
+            if args.scale_out
+            else "tails"
+            if args.tails is not None
+            else "default"
+        ),
         "background_cores_before": background,
         "max_foreign_cores": {"window": busiest[0], "cores": busiest[1]},
         # The worst second the hypervisor took CPU time away (details.host_steal).
@@ -375,6 +406,8 @@ def main(argv: list[str] | None = None) -> int:
         print(soak.table(results["soak"]))
     if "scale_out" in results:
         print("\n" + scaleout.notes(ctx.details.get("scale_out", {})))
+    if "tails" in results:
+        print("\n" + cards.tails_table(results["tails"]))
     print(f"\nwall time {wall:.0f} s; code {code_at_start}; results in {args.out}")
     if busiest[1] > FOREIGN_CORES:
         print(

@@ -7,7 +7,10 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+from bench.cards import tails_table
 from bench.moments import MomentTimeline, explain, log_size, server_durations
+from bench.run import parse_args
 
 
 def timeline_of(rows: list[tuple[float, tuple[int, ...], int]]) -> MomentTimeline:
@@ -117,3 +120,29 @@ def test_a_live_timeline_samples_this_process() -> None:
     assert tl.rows[-1][0] > tl.rows[0][0]  # this thread ran meanwhile
     assert all(p > 0 for p in tl.probes)
     assert tl.scans and os.getpid() in tl.scans[0]
+
+
+def test_tails_are_one_mode_of_their_own_and_print_each_windows_p99() -> None:
+
+    assert parse_args(["--tails", "3"]).tails == 3
+    for wrong in (
+        ["--tails", "0"],
+        ["--tails", "2", "--scale-out"],
+        ["--tails", "2", "--soak", "60"],
+    ):
+        with pytest.raises(SystemExit):
+            parse_args(wrong)
+    text = tails_table(
+        {
+            "glia_max_rps": 2400.0,
+            "summary": {
+                "glia at 0.5 of the maximum": {
+                    "p99_ms": [9.8, 43.2],
+                    "windows_under_20_ms": 1,
+                    "windows": 2,
+                }
+            },
+        }
+    )
+    assert "glia at 0.5 of the maximum" in text
+    assert "1 of 2 under 20 ms: 9.8, 43.2" in text
