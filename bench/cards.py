@@ -250,8 +250,10 @@ async def tails(ctx: Ctx, rounds: int) -> dict[str, Any]:
     glia, route = card_query(ctx), baseline(ctx, "route", "cards_route")
     await asyncio.to_thread(ctx.procs.start, glia, route)
     bases = {"glia": glia.url, "route": route.url}
-    maximum = (await closed_round(ctx, "glia", glia.url, convs, None, 0)).rate
-    print(f"    glia   200 closed loop: {maximum:8.1f} req/s")
+    # The best of three rounds: a fresh process's first round opens its connections.
+    rates = [(await closed_round(ctx, "glia", glia.url, convs, None, r)).rate for r in range(3)]
+    maximum = max(rates)
+    print(f"    glia   200 closed loop: {maximum:8.1f} req/s (rounds {[round(r) for r in rates]})")
     windows = []
     for r in range(rounds):
         for load in TAIL_LOADS:
