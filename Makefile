@@ -36,8 +36,8 @@ lint: setup
 	$(VENV)/ruff format --check .
 	$(VENV)/mypy libs/common/src services/chat-api/src services/extractor/src services/card-query/src clients/cli/src chaos
 
-bench: setup ## performance benchmark against bare baselines (QUICK=1: under two minutes; SOAK=S: a soak of S seconds; SCALE=1: 2 processes next to 1); not part of `make test`
-	$(VENV)/python -m bench.run $(if $(QUICK),--quick) $(if $(SOAK),--soak $(SOAK)) $(if $(SCALE),--scale-out) $(BENCH_ARGS)
+bench: setup ## performance benchmark against bare baselines (QUICK=1: under two minutes; SOAK=S: a soak of S seconds; SCALE=1: 2 processes next to 1; TAILS=N: the card-read p99 at half and quarter load, N rounds); not part of `make test`
+	$(VENV)/python -m bench.run $(if $(QUICK),--quick) $(if $(SOAK),--soak $(SOAK)) $(if $(SCALE),--scale-out) $(if $(TAILS),--tails $(TAILS)) $(BENCH_ARGS)
 
 chaos: setup ## faults on a random schedule under load, then a checker (QUICK=1: CI, < 3 min; SEED=n replays); not part of `make test`
 	$(VENV)/python -m chaos.run $(if $(QUICK),--quick) $(if $(SEED),--seed $(SEED)) $(CHAOS_ARGS)

@@ -9,7 +9,8 @@ kernel counts most of the places it can have waited, and this samples them:
   PostgreSQL backends of the bench's database, and of the load generator's own loop;
 - *pressure* (``/proc/pressure/{cpu,io,memory}``, ``some`` totals): the time at least one
   task of the machine was held up waiting for a CPU, for storage, or for memory;
-- the host's *steal* (``/proc/stat``), in ticks of 10 ms;
+- the host's *steal*, and each CPU's idle time (``/proc/stat``), in ticks of 10 ms:
+  tasks that wait for a CPU while another CPU idles were queued on the busy one;
 - every fifth sample, the CPU time of every process on the machine (``/proc/<pid>/stat``,
   in ticks of 10 ms): who ran meanwhile;
 - the machine's speed: the CPU time (``CLOCK_THREAD_CPUTIME_ID``, which excludes the
@@ -35,10 +36,11 @@ from bisect import bisect_left, bisect_right
 from pathlib import Path
 from typing import Any
 
-from bench.cpu import TICK, machine_busy
+from bench.cpu import TICK
 from bench.sampling import PeriodicSampler
 
 PRESSURE = ("cpu", "io", "memory")
+CPUS = os.cpu_count() or 1
 SCAN_EVERY = 5
 MOMENTS = 5  # the slowest requests of a half-load window that are explained
 
@@ -60,6 +62,21 @@ def _probe_ns() -> int:
     for i in range(1000):
         x ^= i * 7
     return time.thread_time_ns() - start
+
+
+def _cpu_ticks() -> tuple[int, list[int]]:
+    """(stolen ticks of all CPUs, idle ticks of each CPU) from ``/proc/stat``."""
+    stolen, idle = 0, []
+    with open("/proc/stat") as f:
+        for line in f:
+            if not line.startswith("cpu"):
+                break
+            parts = line.split()
+            if parts[0] == "cpu":
+                stolen = int(parts[8])
+            else:
+                idle.append(int(parts[4]) + int(parts[5]))  # idle + iowait
+    return stolen, idle
 
 
 def _pressure_us(resource: str) -> int:
@@ -94,6 +111,7 @@ class MomentTimeline(PeriodicSampler):
         ] + [
             *(f"{r} pressure" for r in PRESSURE),
             "stolen by the host",
+            *(f"cpu{i} idle" for i in range(CPUS)),
         ]
 
     def sample(self) -> None:
@@ -102,7 +120,8 @@ class MomentTimeline(PeriodicSampler):
             stats = [_schedstat_ns(pid) for pid in pids]
             row += [sum(ran for ran, _ in stats) // 1000, sum(w for _, w in stats) // 1000]
         row += [_pressure_us(r) for r in PRESSURE]
-        row.append(machine_busy()[2] * 1_000_000 // TICK)
+        stolen, idle = _cpu_ticks()
+        row += [t * 1_000_000 // TICK for t in (stolen, *idle[:CPUS])]
         self.times.append(time.perf_counter())
         self.rows.append(tuple(row))
         self.probes.append(_probe_ns())

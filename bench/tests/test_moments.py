@@ -14,11 +14,13 @@ from bench.run import parse_args
 
 
 def timeline_of(rows: list[tuple[float, tuple[int, ...], int]]) -> MomentTimeline:
-    """A timeline of one watched server with the given (time, row, probe_ns) samples."""
+    """A timeline of one watched server with the given (time, row, probe_ns) samples
+    (every CPU idle throughout)."""
     tl = MomentTimeline({"server": [1]})
+    cpus = len(tl.columns) - 6
     for t, row, probe in rows:
         tl.times.append(t)
-        tl.rows.append(row)
+        tl.rows.append(row + (int(t * 1_000_000),) * cpus)
         tl.probes.append(probe)
     return tl
 
@@ -42,6 +44,7 @@ def test_a_span_reads_each_columns_growth_from_the_samples_around_it() -> None:
     assert moment["cpu pressure"] == 18.0
     assert moment["io pressure"] == 0.5
     assert moment["sampled_ms"] == 20.0
+    assert moment["cpu0 idle"] == 20.0
     assert moment["slowdown"] == 1.5  # median of 40 and 80 us against 40 us
 
 
@@ -116,7 +119,7 @@ def test_a_live_timeline_samples_this_process() -> None:
 
     tl = asyncio.run(window())
     assert len(tl.rows) >= 3
-    assert len(tl.rows[0]) == len(tl.columns) == 6
+    assert len(tl.rows[0]) == len(tl.columns) == 6 + (os.cpu_count() or 1)
     assert tl.rows[-1][0] > tl.rows[0][0]  # this thread ran meanwhile
     assert all(p > 0 for p in tl.probes)
     assert tl.scans and os.getpid() in tl.scans[0]
