@@ -53,3 +53,18 @@ def test_the_generators_collections_are_counted_and_its_old_objects_left_out() -
         assert stats["total_ms"] > 0 and stats["max_ms"] <= stats["total_ms"]
     finally:
         gc.unfreeze()
+
+
+def test_what_survives_an_older_generations_collection_is_frozen_too() -> None:
+    gc.unfreeze()
+    try:
+        with GeneratorGc():
+            frozen = gc.get_freeze_count()
+            made = [[i] for i in range(20_000)]  # the window's samples: kept, tracked
+            gc.collect(1)
+            assert gc.get_freeze_count() >= frozen + len(made)  # not scanned again
+            young = [[i] for i in range(100)]
+            gc.collect(0)  # the youngest generation's collections freeze nothing
+            assert gc.get_freeze_count() < frozen + len(made) + len(young)
+    finally:
+        gc.unfreeze()
