@@ -112,14 +112,16 @@ def test_the_servers_durations_are_read_from_its_log_after_an_offset(tmp_path: P
 
 def test_a_live_timeline_samples_this_process() -> None:
     async def window() -> MomentTimeline:
-        async with MomentTimeline({"generator": [os.getpid()]}, interval_s=0.01) as tl:
+        watched = {"generator": [os.getpid()], "gone": [2**22 + 1]}  # above pid_max
+        async with MomentTimeline(watched, interval_s=0.01) as tl:
             sum(i * i for i in range(200_000))  # run, so that there is something to count
             await asyncio.sleep(0.05)
         return tl
 
     tl = asyncio.run(window())
     assert len(tl.rows) >= 3
-    assert len(tl.rows[0]) == len(tl.columns) == 6 + (os.cpu_count() or 1)
+    assert len(tl.rows[0]) == len(tl.columns) == 8 + (os.cpu_count() or 1)
+    assert all(row[2:4] == (0, 0) for row in tl.rows)  # a thread that is not there: nothing
     assert tl.rows[-1][0] > tl.rows[0][0]  # this thread ran meanwhile
     assert all(p > 0 for p in tl.probes)
     assert tl.scans and os.getpid() in tl.scans[0]
