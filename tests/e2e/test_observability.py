@@ -149,12 +149,14 @@ async def test_one_trace_from_chat_request_to_extraction_run(
     assert [m["trace_id"] for m in messages] == [trace_id], "the SSE start event's trace id"
 
     def complete(spans: list[Any]) -> bool:
+        # A span is exported when it ends, and a parent ends after its children: the
+        # extractor's consumer span can arrive a batch after the card write inside it.
         names = {(s.service, s.name) for s in spans}
-        return any(
-            svc == "glia-extractor" and name == "extraction write cards" for svc, name in names
-        ) and any(
-            svc == "glia-chat-api" and s_kind == "PRODUCER"
-            for svc, s_kind in ((s.service, s.kind) for s in spans)
+        kinds = {(s.service, s.kind) for s in spans}
+        return (
+            ("glia-extractor", "extraction write cards") in names
+            and ("glia-extractor", "CONSUMER") in kinds
+            and ("glia-chat-api", "PRODUCER") in kinds
         )
 
     spans = sys_.traces.wait_for(complete, timeout_s=20, trace_id=trace_id)
