@@ -27,13 +27,20 @@ TICK = os.sysconf("SC_CLK_TCK")
 STOLEN = "stolen by the host"
 
 
-def _proc_ticks(pid: int) -> int | None:
+def proc_stat(pid: int | str) -> tuple[str, int] | None:
+    """(name, CPU ticks: user + system) of process ``pid``; None once it is gone."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    fields = raw[raw.rindex(")") + 2 :].split()
-    return int(fields[11]) + int(fields[12])  # utime + stime
+    close = raw.rindex(")")  # the name may hold spaces and parentheses
+    fields = raw[close + 2 :].split()
+    return raw[raw.index("(") + 1 : close], int(fields[11]) + int(fields[12])
+
+
+def _proc_ticks(pid: int) -> int | None:
+    stat = proc_stat(pid)
+    return None if stat is None else stat[1]
 
 
 def scan_processes(database: str) -> tuple[list[int], list[int]]:

@@ -36,7 +36,7 @@ from bisect import bisect_left, bisect_right
 from pathlib import Path
 from typing import Any
 
-from bench.cpu import TICK
+from bench.cpu import TICK, proc_stat
 from bench.sampling import PeriodicSampler
 
 PRESSURE = ("cpu", "io", "memory")
@@ -140,17 +140,11 @@ class MomentTimeline(PeriodicSampler):
         """CPU ticks (user + system) of every process."""
         out = {}
         for entry in os.scandir("/proc"):
-            if not entry.name.isdigit():
+            if not entry.name.isdigit() or (stat := proc_stat(entry.name)) is None:
                 continue
-            try:
-                raw = Path(f"/proc/{entry.name}/stat").read_bytes()
-            except OSError:
-                continue
-            pid, close = int(entry.name), raw.rindex(b")")
-            fields = raw[close + 2 :].split()
-            out[pid] = int(fields[11]) + int(fields[12])
-            if pid not in self.names:
-                self.names[pid] = raw[raw.index(b"(") + 1 : close].decode(errors="replace")
+            pid = int(entry.name)
+            self.names.setdefault(pid, stat[0])
+            out[pid] = stat[1]
         return out
 
     def who_ran(self, start: float, end: float, top: int = 4) -> dict[str, float]:
